@@ -1,0 +1,98 @@
+"""The FastAPI application: engines started in the lifespan, routes, OpenAI-shaped errors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ponder import __version__
+from ponder.serve.config import ServerConfig
+from ponder.serve.errors import APIError, error_response
+from ponder.serve.routes import api, open_routes
+from ponder.serve.state import ServedModel, ServerState
+from ponder.strategies.registry import load_builtin
+
+log = logging.getLogger("ponder.serve")
+
+ModelLoader = Callable[[ServerConfig], list[ServedModel]]
+
+
+def load_models(config: ServerConfig) -> list[ServedModel]:
+    """Resolve every `--model` and start a vLLM engine for each (about 30 s each on a CPU)."""
+    from ponder.engine.vllm_local import VllmEngine, VllmEngineConfig
+    from ponder.models.catalog import resolve
+
+    served = []
+    for spec in config.models:
+        source = resolve(spec)
+        start = time.monotonic()
+        log.info("starting vLLM engine for %s (%s)", source.name, source.folder)
+        engine = VllmEngine.start(
+            VllmEngineConfig(
+                folder=source.folder,
+                name=source.name,
+                max_model_len=config.max_model_len,
+                dtype=source.dtype,
+                kv_cache_gib=config.kv_cache_gib,
+                enforce_eager=config.enforce_eager,
+                seed=config.seed,
+            )
+        )
+        log.info("engine for %s ready in %.1f s", source.name, time.monotonic() - start)
+        served.append(ServedModel(source.name, engine, source.folder, defaults=ServedModel.generation_defaults(source.folder)))
+    return served
+
+
+def create_app(config: ServerConfig, loader: ModelLoader = load_models) -> FastAPI:
+    load_builtin()
+    state = ServerState(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            for model in loader(config):
+                state.add(model)
+            yield
+        finally:
+            for model in state.models.values():
+                with contextlib.suppress(Exception):
+                    await model.engine.shutdown()
+
+    app = FastAPI(title="Ponder", version=__version__, lifespan=lifespan,
+                  description="OpenAI-compatible server over vLLM with per-request test-time strategies.")
+    app.state.ponder = state
+    app.include_router(open_routes)
+    app.include_router(api)
+
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, e: APIError) -> JSONResponse:
+        return error_response(e)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        return error_response(APIError(e.status_code, str(e.detail), code="not_found" if e.status_code == 404 else None,
+                                       headers=getattr(e, "headers", None)))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, e: RequestValidationError) -> JSONResponse:
+        return error_response(APIError(400, str(e.errors()[0].get("msg", "invalid request"))))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, e: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return error_response(APIError(500, "internal server error", code="internal_error"))
+
+    return app
+
+
+def app_state(app: Any) -> ServerState:
+    state: ServerState = app.state.ponder
+    return state

@@ -1,0 +1,121 @@
+"""`ponder` command line: serve, prepare-models, train-tiny, eval-tiny (argparse lives only here)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ponder.serve.config import Limits, ServerConfig
+
+
+def _keys(args: argparse.Namespace) -> tuple[str, ...]:
+    keys = list(args.api_key or [])
+    env = os.environ.get("PONDER_API_KEY")
+    if env:
+        keys.extend(k.strip() for k in env.split(",") if k.strip())
+    if args.api_key_file:
+        lines = Path(args.api_key_file).read_text().splitlines()
+        keys.extend(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+    return tuple(dict.fromkeys(keys))
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    d = Limits()
+    p = sub.add_parser("serve", help="start the OpenAI-compatible server")
+    p.add_argument("--model", action="append", help="ponder-tiny, smollm2, a model folder, or NAME=FOLDER (repeatable)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", action="append", help="accepted API key (repeatable; also $PONDER_API_KEY, comma-separated)")
+    p.add_argument("--api-key-file", help="file with one API key per line")
+    p.add_argument("--max-model-len", type=int, default=None, help="context length (default: the model's)")
+    p.add_argument("--kv-cache-gib", type=float, default=1.0, help="KV-cache size per engine, GiB")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-level", default="info")
+    g = p.add_argument_group("limits")
+    g.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes)
+    g.add_argument("--max-messages", type=int, default=d.max_messages)
+    g.add_argument("--max-n", type=int, default=d.max_n, help="largest `n` (choices) a request may ask")
+    g.add_argument("--max-tokens-limit", type=int, default=None, help="largest max_tokens (default: context length)")
+    g.add_argument("--default-max-tokens", type=int, default=d.default_max_tokens)
+    g.add_argument("--max-request-tokens", type=int, default=d.max_request_tokens,
+                   help="compute budget cap: generated tokens across all of a request's sub-generations")
+    g.add_argument("--max-stop", type=int, default=d.max_stop)
+    g.add_argument("--max-samples", type=int, default=d.max_samples, help="largest strategy sample count")
+    g.add_argument("--max-iterations", type=int, default=d.max_iterations, help="largest MCTS iteration count")
+    g.add_argument("--max-depth", type=int, default=d.max_depth, help="largest MCTS depth")
+    g.add_argument("--max-timeout", type=float, default=d.max_timeout, help="largest per-request timeout, s")
+    g.add_argument("--default-timeout", type=float, default=d.default_timeout, help="per-request timeout, s")
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    limits = Limits(
+        max_body_bytes=args.max_body_bytes,
+        max_messages=args.max_messages,
+        max_n=args.max_n,
+        max_tokens=args.max_tokens_limit,
+        default_max_tokens=args.default_max_tokens,
+        max_request_tokens=args.max_request_tokens,
+        max_stop=args.max_stop,
+        max_samples=args.max_samples,
+        max_iterations=args.max_iterations,
+        max_depth=args.max_depth,
+        max_timeout=args.max_timeout,
+        default_timeout=min(args.default_timeout, args.max_timeout),
+    )
+    return ServerConfig(
+        models=tuple(args.model or ["ponder-tiny"]),
+        host=args.host,
+        port=args.port,
+        api_keys=_keys(args),
+        limits=limits,
+        max_model_len=args.max_model_len,
+        kv_cache_gib=args.kv_cache_gib,
+        seed=args.seed,
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ponder.serve.app import create_app
+
+    config = config_from_args(args)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(config)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level, timeout_graceful_shutdown=30)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ponder", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    sub.add_parser("prepare-models", help="convert SmolLM2 into the cache and check ponder-tiny")
+    for name, module in (("train-tiny", "train_tiny"), ("eval-tiny", "eval_tiny")):
+        sub.add_parser(name, help=f"see python -m ponder.models.{module} --help", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "serve":
+        if rest:
+            parser.error(f"unrecognised arguments: {' '.join(rest)}")
+        return serve(args)
+    if args.command == "prepare-models":
+        from ponder.models.catalog import prepare_all
+
+        for source in prepare_all():
+            print(f"{source.name}: {source.folder}")
+        return 0
+    if args.command in ("train-tiny", "eval-tiny"):
+        import importlib
+
+        module = importlib.import_module(f"ponder.models.{args.command.replace('-', '_')}")
+        return int(module.main(rest))
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Run a strategy for one request: deadline, cancellation, error mapping, response shapes.
+
+The strategy runs in its own task and hands events over a queue, so that a
+client disconnect, a deadline or an error can always stop it the same way:
+cancel the task, then abort every engine request it opened (`ctx.close()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from ponder.engine.base import EngineDead
+from ponder.serve.chunks import ChatFormat, dumps
+from ponder.serve.errors import APIError
+from ponder.serve.prepare import Prepared
+from ponder.serve.state import ServerState
+from ponder.strategies.base import Budget, BudgetExhausted, Event, Progress, Report, StrategyContext
+from ponder.strategies.registry import ParamError
+
+log = logging.getLogger("ponder.serve")
+_END = object()
+
+
+def new_request_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def to_api_error(e: BaseException, state: ServerState, rid: str) -> APIError:
+    if isinstance(e, APIError):
+        return e
+    if isinstance(e, ParamError):
+        return APIError(400, str(e), param=e.param)
+    if isinstance(e, BudgetExhausted):
+        return APIError(400, f"the compute budget is too small for this request: {e}", param="strategy.budget")
+    if isinstance(e, TimeoutError):
+        return APIError(408, "the request exceeded its timeout and was aborted", param="timeout", code="timeout")
+    if isinstance(e, EngineDead):
+        state.engine_dead = str(e) or "engine died"
+        return APIError(503, "the inference engine is unavailable", code="engine_dead")
+    log.error("request %s failed", rid, exc_info=(type(e), e, e.__traceback__))
+    return APIError(500, f"internal error while running the strategy (request id {rid})", code="internal_error")
+
+
+class StrategyRun:
+    """Iterate a strategy's events with a deadline; closing it stops everything."""
+
+    def __init__(self, state: ServerState, prep: Prepared, rid: str) -> None:
+        self.state, self.prep, self.rid = state, prep, rid
+        self.ctx = StrategyContext(
+            prep.model.engine, prep.request, request_id=rid, budget=Budget(prep.budget), scorers=state.scorers_for(prep.model)
+        )
+        self.report: dict[str, Any] = {}
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _produce(self) -> None:
+        try:
+            async with contextlib.aclosing(self.prep.spec.run(self.ctx, self.prep.params)) as events:
+                async for ev in events:
+                    self._queue.put_nowait(ev)
+            self._queue.put_nowait(_END)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:  # handed to the consumer, which maps it to an API error
+            self._queue.put_nowait(e)
+
+    async def events(self) -> AsyncIterator[Event]:
+        self._task = asyncio.get_running_loop().create_task(self._produce())
+        deadline = time.monotonic() + self.prep.timeout
+        try:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        item = await self._queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, Report):
+                    self.report = item.data
+                yield item
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        await asyncio.shield(self.ctx.close())
+
+
+async def _listen_for_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def respond(request: Request, state: ServerState, prep: Prepared, fmt: ChatFormat, rid: str) -> Any:
+    run = StrategyRun(state, prep, rid)
+    if prep.stream:
+        return EventSourceResponse(_sse(run, fmt, prep, state), ping=15, sep="\n")
+
+    async def whole() -> dict[str, Any]:
+        async with contextlib.aclosing(run.events()) as events:
+            async for ev in events:
+                if not isinstance(ev, Progress | Report):
+                    fmt.fold(ev)
+        return fmt.whole(run.ctx.usage, run.report)
+
+    work = asyncio.ensure_future(whole())
+    listener = asyncio.ensure_future(_listen_for_disconnect(request))
+    try:
+        await asyncio.wait({work, listener}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        listener.cancel()
+        if not work.done():  # the client went away: stop the strategy and its engine requests
+            work.cancel()
+            with contextlib.suppress(BaseException):
+                await work
+            await run.close()
+    if work.cancelled():
+        return JSONResponse({"error": {"message": "client disconnected", "type": "cancelled"}}, status_code=499)
+    exc = work.exception()
+    if exc is not None:
+        err = to_api_error(exc, state, rid)
+        return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+    return JSONResponse(work.result())
+
+
+async def _sse(run: StrategyRun, fmt: ChatFormat, prep: Prepared, state: ServerState) -> AsyncIterator[Any]:
+    for chunk in fmt.opening():
+        yield dumps(chunk)
+    try:
+        async with contextlib.aclosing(run.events()) as events:
+            async for ev in events:
+                if isinstance(ev, Progress):
+                    yield ServerSentEvent(data=dumps(fmt.side({"type": "progress", **ev.data})), event="ponder.progress")
+                elif isinstance(ev, Report):
+                    yield ServerSentEvent(data=dumps(fmt.side({"type": "result", **ev.data})), event="ponder.result")
+                else:
+                    yield dumps(fmt.delta(ev))
+        if prep.include_usage:
+            yield dumps(fmt.usage(run.ctx.usage))
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:
+        err = to_api_error(e, state, run.rid)
+        yield dumps(err.body())
+    yield "[DONE]"

@@ -1,0 +1,68 @@
+"""The served models, their strategy aliases, and the server-wide state routes share."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ponder.engine.base import Engine
+from ponder.serve.config import ServerConfig
+from ponder.serve.errors import APIError
+from ponder.strategies.registry import STRATEGIES
+
+
+@dataclass
+class ServedModel:
+    name: str
+    engine: Engine
+    folder: str
+    created: int = field(default_factory=lambda: int(time.time()))
+    defaults: dict[str, Any] = field(default_factory=dict)  # sampling defaults from generation_config.json
+
+    @staticmethod
+    def generation_defaults(folder: str) -> dict[str, Any]:
+        """temperature/top_p/top_k the model's authors recommend, as vLLM applies them."""
+        path = Path(folder, "generation_config.json")
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {k: raw[k] for k in ("temperature", "top_p", "top_k") if k in raw and raw[k] is not None}
+
+
+class ServerState:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.models: dict[str, ServedModel] = {}
+        self.draining = False
+        self.engine_dead: str | None = None
+        self.inflight = 0
+        self.started = time.time()
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def scorers_for(self, model: ServedModel) -> Any:
+        """A `name -> Scorer` lookup for `model`, or None when no scorers are configured."""
+        return getattr(self, "_scorers", {}).get(model.name)
+
+    def add(self, model: ServedModel) -> None:
+        self.models[model.name] = model
+
+    def lookup(self, name: str) -> tuple[ServedModel, str | None]:
+        """(model, strategy from the alias) for `name` or `name@strategy`; 404 if unknown."""
+        base, _, alias = name.partition("@")
+        model = self.models.get(base)
+        if model is None or (alias and alias not in STRATEGIES):
+            known = ", ".join(self.model_ids())
+            raise APIError(404, f"The model '{name}' does not exist. Served: {known}", param="model", code="model_not_found")
+        return model, alias or None
+
+    def model_ids(self) -> list[str]:
+        ids = []
+        for name in self.models:
+            ids.append(name)
+            ids.extend(f"{name}@{s}" for s in STRATEGIES if s != "direct")
+        return ids
