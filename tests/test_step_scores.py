@@ -15,11 +15,13 @@ import pytest
 import torch
 
 from ponder.kernels import backend as kb
+from ponder.kernels.aot import cuda_resource_usage
 from ponder.kernels.interpret import InterpreterProcess
 from ponder.kernels.step_scores import (
     REDUCTIONS,
     StepScores,
     _step_scores_kernel,
+    launch_config,
     step_scores,
     step_scores_reference,
 )
@@ -143,6 +145,33 @@ def test_triton_strided_hidden_and_no_bias(interp: InterpreterProcess) -> None:
     strided = wide[:, :80]  # row stride 96: the kernel reads it in place
     got = interp.call(TARGET, strided, *rest, weight, None, "mean", backend="triton")
     assert_same(got, step_scores(hidden, *rest, weight, None, "mean", backend="torch"), 1e-5)
+
+
+# --------------------------------------------------------------------------- compiled for sm_90
+@pytest.mark.parametrize("num_classes, reduce", [(1, "prod"), (2, "min"), (2, "mean")])
+@pytest.mark.parametrize("d", [257, 4096])
+def test_compiles_for_h100_without_spills(num_classes: int, reduce: str, d: int) -> None:
+    """The real code generator + bundled ptxas accept the kernel at the launcher's
+    tile sizes (no GPU needed; see ponder/kernels/aot.py). Stack > 0 = spills."""
+    ints, floats = torch.empty(1, dtype=torch.int64), torch.empty(1, dtype=torch.float32)
+    args = {
+        "hidden_ptr": torch.empty(1, dtype=torch.bfloat16),
+        "seq_offsets_ptr": ints,
+        "step_pos_ptr": ints,
+        "step_offsets_ptr": ints,
+        "weight_ptr": torch.empty(1, dtype=torch.bfloat16),
+        "bias_ptr": floats,
+        "probs_ptr": floats,
+        "scores_ptr": floats,
+        "d": d,
+        "stride_h": d,
+    }
+    config = launch_config(d)
+    num_warps = config.pop("num_warps")
+    constexprs = {"NUM_CLASSES": num_classes, "REDUCE": reduce, **config}
+    usage = cuda_resource_usage(_step_scores_kernel, args, constexprs, num_warps)
+    assert usage.stack_bytes == 0 and usage.local_bytes == 0, usage
+    assert usage.registers <= 255
 
 
 # --------------------------------------------------------------------------- reference vs loops

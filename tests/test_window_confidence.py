@@ -13,17 +13,21 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from ponder.kernels.aot import cuda_resource_usage
 from ponder.kernels.interpret import InterpreterProcess
 from ponder.kernels.window_confidence import (
     WindowConfidence,
+    _window_confidence_kernel,
     bottom_percent,
+    launch_config,
     window_confidence,
     window_confidence_reference,
 )
 
 TARGET = "ponder.kernels.window_confidence:window_confidence"
 # Empty sequences, length 1, shorter and longer than the windows below, and one
-# sequence spanning several token blocks (BLOCK_T is 1024 for k <= 8, 256 for k = 20).
+# sequence spanning several token blocks (BLOCK_T: 1024 for k = 1, 512 for k = 5,
+# 128 for k = 20).
 LENGTHS = [0, 1, 9, 40, 0, 130, 3, 1100]
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 1e-4, torch.float16: 1e-4}
 
@@ -116,6 +120,33 @@ def test_triton_strided_input(interp: InterpreterProcess) -> None:
     strided = topk[:, :5]  # the top-5 of a top-20 tensor, row stride 20
     got = interp.call(TARGET, strided, offsets, 8, 8, backend="triton")
     assert_same(got, window_confidence(strided.contiguous(), offsets, 8, 8, backend="torch"), 1e-5)
+
+
+# --------------------------------------------------------------------------- compiled for sm_90
+@pytest.mark.parametrize("k", [1, 5, 20])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_compiles_for_h100_without_spills(k: int, dtype: torch.dtype) -> None:
+    """The real code generator + bundled ptxas accept the kernel at the launcher's
+    tile sizes (no GPU needed; see ponder/kernels/aot.py). Stack > 0 = spills."""
+    out = torch.empty(1, dtype=torch.float32)
+    args = {
+        "logprobs_ptr": torch.empty(1, dtype=dtype),
+        "seq_offsets_ptr": torch.empty(1, dtype=torch.int64),
+        "token_conf_ptr": out,
+        "window_conf_ptr": out,
+        "lowest_ptr": out,
+        "tail_ptr": out,
+        "mean_ptr": out,
+        "k": k,
+        "stride_t": k,
+        "window": 2048,
+        "tail": 2048,
+    }
+    config = launch_config(k)
+    num_warps = config.pop("num_warps")
+    usage = cuda_resource_usage(_window_confidence_kernel, args, config, num_warps)
+    assert usage.stack_bytes == 0 and usage.local_bytes == 0, usage
+    assert usage.registers <= 255
 
 
 # --------------------------------------------------------------------------- reference vs loops

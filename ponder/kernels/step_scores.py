@@ -170,8 +170,13 @@ def _step_scores_kernel(
 
 
 # --------------------------------------------------------------------------- launcher
-BLOCK_S = 16  # steps per tile: 16 rows × 256 cols × 2 B = 8 KiB per load on bf16
-MAX_BLOCK_D = 256  # columns per tile; d = 4096 takes 16 tiles per step block
+def launch_config(d: int) -> dict[str, int]:
+    """Tile sizes and warps for hidden size ``d``. A [16, 512] tile is 16 KiB of bf16
+    per load (d = 4096: 8 tiles per step block); with 8 warps it needs about 127
+    registers per thread on sm_90 and no spills (checked with Triton's bundled
+    ptxas, see ponder.kernels.aot). Only B programs run, so each moves big tiles."""
+    block_d = min(512, triton.next_power_of_2(d))
+    return {"BLOCK_S": 16, "BLOCK_D": block_d, "num_warps": 8 if block_d >= 512 else 4}
 
 
 def _step_scores_triton(
@@ -203,9 +208,7 @@ def _step_scores_triton(
         hidden.stride(0),
         NUM_CLASSES=num_classes,
         REDUCE=reduce,
-        BLOCK_S=BLOCK_S,
-        BLOCK_D=min(MAX_BLOCK_D, triton.next_power_of_2(d)),
-        num_warps=4,
+        **launch_config(d),
     )
     return StepScores(probs, scores)
 
