@@ -103,6 +103,8 @@ class ChatFormat:
                 c.logprobs.extend(ev.logprobs)
         else:
             c.finish_reason = ev.finish_reason
+            if ev.reasoning is not None:
+                c.reasoning = ev.reasoning
 
     def whole(self, usage: Usage, report: dict[str, Any]) -> dict[str, Any]:
         choices = []

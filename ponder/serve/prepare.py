@@ -12,7 +12,12 @@ from typing import Any
 from ponder.engine.base import SamplingConfig
 from ponder.serve.config import Limits
 from ponder.serve.errors import APIError, bad_request
-from ponder.serve.protocol import ChatCompletionRequest, ChatMessage, CompletionRequest, _SamplingFields
+from ponder.serve.protocol import (
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+    _SamplingFields,
+)
 from ponder.serve.state import ServedModel, ServerState
 from ponder.strategies.base import EFFORT_THINKING, RequestSpec, Thinking
 from ponder.strategies.registry import STRATEGIES, ParamError, StrategySpec, parse_strategy
@@ -113,6 +118,25 @@ def _strategy(req: _SamplingFields, alias: str | None, wants_thinking: bool, lim
     return spec, params, budget or limits.max_request_tokens
 
 
+def _check_scorers(state: ServerState, model: ServedModel, params: Any) -> None:
+    """A scorer the strategy names must exist for this model, and take the aggregate asked."""
+    scorers = state.scorers_for(model)
+    for attr in ("scorer", "weight"):
+        if not hasattr(params, attr):
+            continue
+        name = getattr(params, attr)
+        if name == "none":
+            continue
+        try:
+            scorer = scorers(name)
+        except ParamError as e:
+            raise bad_request(str(e), param=f"strategy.{attr}") from None
+        aggregate = getattr(params, "aggregate", None)
+        if attr == "scorer" and aggregate is not None and aggregate not in scorer.aggregates:
+            allowed = ", ".join(scorer.aggregates) or "none"
+            raise bad_request(f"scorer {scorer.name!r} takes strategy.aggregate in: {allowed}", param="strategy.aggregate")
+
+
 def _thinking(req: ChatCompletionRequest) -> Thinking:
     base = EFFORT_THINKING[req.reasoning_effort] if req.reasoning_effort else Thinking()
     if req.thinking is None:
@@ -157,6 +181,7 @@ def prepare(
     prompt_ids: list[int],
     model: ServedModel,
     alias: str | None,
+    messages: list[dict[str, str]] | None = None,
 ) -> Prepared:
     limits = state.config.limits
     if req.n > limits.max_n:
@@ -180,6 +205,7 @@ def prepare(
         asked, logprobs, thinking, wants_thinking = req.max_tokens, req.logprobs, Thinking(), False
     max_tokens = _max_tokens(asked, len(prompt_ids), model, limits)
     spec, params, budget = _strategy(req, alias, wants_thinking, limits)
+    _check_scorers(state, model, params)
     sampling = _sampling(req, model, req.n, max_tokens, logprobs, stop)
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     if req.stream_options is not None and not req.stream:
@@ -188,7 +214,7 @@ def prepare(
         model=model,
         spec=spec,
         params=params,
-        request=RequestSpec(tuple(prompt_ids), sampling, thinking),
+        request=RequestSpec(tuple(prompt_ids), sampling, thinking, messages=tuple(messages) if messages else None),
         budget=budget,
         stream=req.stream,
         include_usage=include_usage,

@@ -69,7 +69,7 @@ async def chat_completions(request: Request) -> Any:
         prompt_ids = await asyncio.to_thread(model.engine.render_chat, messages) if len(messages) > 8 else model.engine.render_chat(messages)
     except Exception as e:  # template errors (e.g. roles a template rejects) are the client's
         raise bad_request(f"the messages cannot be rendered with this model's chat template: {e}", param="messages") from None
-    prep = prepare(state, req, prompt_ids, model, alias)
+    prep = prepare(state, req, prompt_ids, model, alias, messages)
     rid = new_request_id("chatcmpl")
     fmt = ChatFormat(rid, req.model, int(time.time()), req.n, prep.logprobs)
     return await respond(request, state, prep, fmt, rid)

@@ -12,6 +12,7 @@ from typing import Any
 from ponder.engine.base import Engine
 from ponder.serve.config import ServerConfig
 from ponder.serve.errors import APIError
+from ponder.serve.scoring import ModelScorers
 from ponder.strategies.registry import STRATEGIES
 
 
@@ -43,10 +44,14 @@ class ServerState:
         self.inflight = 0
         self.started = time.time()
         self.tasks: set[asyncio.Task[Any]] = set()
+        self._scorers: dict[str, ModelScorers] = {}
 
-    def scorers_for(self, model: ServedModel) -> Any:
-        """A `name -> Scorer` lookup for `model`, or None when no scorers are configured."""
-        return getattr(self, "_scorers", {}).get(model.name)
+    def scorers_for(self, model: ServedModel) -> ModelScorers:
+        """The `name -> Scorer` lookup for `model` (scorers are built on first use)."""
+        scorers = self._scorers.get(model.name)
+        if scorers is None:
+            scorers = self._scorers[model.name] = ModelScorers(model.folder)
+        return scorers
 
     def add(self, model: ServedModel) -> None:
         self.models[model.name] = model

@@ -41,8 +41,13 @@ class Progress:
 
 @dataclass(frozen=True)
 class Finish:
+    """A choice ended. `reasoning`, when set, is the choice's final reasoning: a
+    multi-sample strategy streams one sample's reasoning live, then names the
+    chosen sample's reasoning here for whole (non-streamed) responses."""
+
     index: int
     finish_reason: str
+    reasoning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,7 @@ class RequestSpec:
     sampling: SamplingConfig
     thinking: Thinking = field(default_factory=Thinking)
     scorer: str | None = None
+    messages: tuple[dict[str, str], ...] | None = None  # chat requests: the conversation
 
     def config(self, **overrides: Any) -> SamplingConfig:
         return replace(self.sampling, **overrides) if overrides else self.sampling
