@@ -60,10 +60,8 @@ def step_scores_reference(
     )  # [S]
     rows = seq_offsets[:-1][seq_of_step] + step_pos.long()  # [S] absolute rows
     logits = hidden.index_select(0, rows).float() @ weight.float().T + bias.float()  # [S, C]
-    if weight.shape[0] == 1:
-        probs = torch.sigmoid(logits[:, 0])
-    else:
-        probs = torch.softmax(logits, dim=-1)[:, 1]
+    sigmoid = weight.shape[0] == 1  # C = 1: P(good) = sigmoid; C = 2: softmax, class 1
+    probs = torch.sigmoid(logits[:, 0]) if sigmoid else torch.softmax(logits, dim=-1)[:, 1]
     return StepScores(probs, _segment_reduce(probs, seq_of_step, counts, step_offsets, reduce))
 
 
@@ -179,7 +177,7 @@ def launch_config(d: int) -> dict[str, int]:
     return {"BLOCK_S": 16, "BLOCK_D": block_d, "num_warps": 8 if block_d >= 512 else 4}
 
 
-def _step_scores_triton(
+def step_scores_triton(
     hidden: torch.Tensor,
     seq_offsets: torch.Tensor,
     step_pos: torch.Tensor,
@@ -188,6 +186,7 @@ def _step_scores_triton(
     bias: torch.Tensor,
     reduce: str,
 ) -> StepScores:
+    """Launch the kernel on already-checked inputs (``step_scores`` checks them)."""
     num_seqs, num_classes, d = seq_offsets.numel() - 1, weight.shape[0], weight.shape[1]
     if hidden.stride(1) != 1:
         hidden = hidden.contiguous()
@@ -236,7 +235,7 @@ def step_scores(
     device = common_device(hidden, seq_offsets, step_pos, step_offsets, weight, bias)
     args = (hidden, seq_offsets, step_pos, step_offsets, weight, bias, reduce)
     if resolve_backend(backend, device, _step_scores_kernel) == "triton":
-        return _step_scores_triton(*args)
+        return step_scores_triton(*args)
     return step_scores_reference(*args)
 
 

@@ -70,9 +70,9 @@ def window_confidence_reference(
     mean = ((csum[ends] - csum[starts]) / lengths).float()  # 0/0 -> NaN for empty
     tail_lo = torch.maximum(ends - tail, starts)
     tail_conf = ((csum[ends] - csum[tail_lo]) / (ends - tail_lo)).float()
-    full = (t - starts[seq_id]) >= window - 1
-    lowest = torch.full_like(mean, float("inf"))
-    lowest.scatter_reduce_(0, seq_id[full], window_conf[full], "amin")
+    full = (t - starts[seq_id]) >= window - 1  # positions with a full window
+    inf = torch.full_like(mean, float("inf"))
+    lowest = inf.scatter_reduce(0, seq_id, torch.where(full, window_conf, float("inf")), "amin")
     lowest = torch.where(lengths < window, mean, lowest)
     lowest = torch.where(lengths > 0, lowest, nan)
     return WindowConfidence(token_conf, window_conf, lowest, tail_conf, mean)
@@ -163,9 +163,10 @@ def launch_config(k: int) -> dict[str, int]:
     }
 
 
-def _window_confidence_triton(
+def window_confidence_triton(
     topk_logprobs: torch.Tensor, seq_offsets: torch.Tensor, window: int, tail: int
 ) -> WindowConfidence:
+    """Launch the kernel on already-checked inputs (``window_confidence`` checks them)."""
     num_tokens, k = topk_logprobs.shape
     num_seqs, device = seq_offsets.numel() - 1, topk_logprobs.device
     if topk_logprobs.stride(1) != 1:
@@ -220,7 +221,7 @@ def window_confidence(
     check_offsets("seq_offsets", seq_offsets, topk_logprobs.shape[0])
     device = common_device(topk_logprobs, seq_offsets)
     if resolve_backend(backend, device, _window_confidence_kernel) == "triton":
-        return _window_confidence_triton(topk_logprobs, seq_offsets, window, tail)
+        return window_confidence_triton(topk_logprobs, seq_offsets, window, tail)
     return window_confidence_reference(topk_logprobs, seq_offsets, window, tail)
 
 
