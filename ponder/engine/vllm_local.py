@@ -65,6 +65,9 @@ def _sampling_params(cfg: SamplingConfig) -> Any:
         logprobs=cfg.logprobs,
         include_stop_str_in_output=cfg.include_stop_str_in_output,
         skip_special_tokens=cfg.skip_special_tokens,
+        ignore_eos=cfg.ignore_eos,
+        presence_penalty=cfg.presence_penalty,
+        frequency_penalty=cfg.frequency_penalty,
         output_kind=RequestOutputKind.DELTA,
     )
 

@@ -8,28 +8,32 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, start_http_server
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ponder import __version__
 from ponder.serve.config import ServerConfig
+from ponder.serve.auth import require_key
 from ponder.serve.errors import APIError, error_response
+from ponder.serve.runner import outcome_of
 from ponder.serve.routes import api, open_routes
 from ponder.serve.state import ServedModel, ServerState
 from ponder.strategies.registry import load_builtin
 
 log = logging.getLogger("ponder.serve")
 
-ModelLoader = Callable[[ServerConfig], list[ServedModel]]
+ModelLoader = Callable[[ServerState], list[ServedModel]]
 
 
-def load_models(config: ServerConfig) -> list[ServedModel]:
+def load_models(state: ServerState) -> list[ServedModel]:
     """Resolve every `--model` and start a vLLM engine for each (about 30 s each on a CPU)."""
     from ponder.engine.vllm_local import VllmEngine, VllmEngineConfig
     from ponder.models.catalog import resolve
 
+    config = state.config
     served = []
     for spec in config.models:
         source = resolve(spec)
@@ -46,6 +50,7 @@ def load_models(config: ServerConfig) -> list[ServedModel]:
                 seed=config.seed,
             )
         )
+        state.metrics.vllm.capture()
         log.info("engine for %s ready in %.1f s", source.name, time.monotonic() - start)
         served.append(ServedModel(source.name, engine, source.folder, defaults=ServedModel.generation_defaults(source.folder)))
     return served
@@ -58,8 +63,10 @@ def create_app(config: ServerConfig, loader: ModelLoader = load_models) -> FastA
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            for model in loader(config):
+            for model in loader(state):
                 state.add(model)
+            if config.metrics_port is not None:
+                start_http_server(config.metrics_port, addr=config.host, registry=state.metrics.registry)
             yield
         finally:
             for model in state.models.values():
@@ -71,9 +78,15 @@ def create_app(config: ServerConfig, loader: ModelLoader = load_models) -> FastA
     app.state.ponder = state
     app.include_router(open_routes)
     app.include_router(api)
+    if config.metrics_port is None:
+        deps = [Depends(require_key)] if config.metrics_auth else []
+        app.add_api_route("/metrics", _metrics_endpoint, methods=["GET"], dependencies=deps, include_in_schema=False)
 
     @app.exception_handler(APIError)
-    async def _api_error(_: Request, e: APIError) -> JSONResponse:
+    async def _api_error(request: Request, e: APIError) -> JSONResponse:
+        if request.url.path.startswith("/v1/") and request.method == "POST":
+            model, strategy = getattr(request.state, "labels", ("unknown", "none"))
+            state.metrics.requests.labels(model, strategy, outcome_of(e)).inc()
         return error_response(e)
 
     @app.exception_handler(StarletteHTTPException)
@@ -91,6 +104,11 @@ def create_app(config: ServerConfig, loader: ModelLoader = load_models) -> FastA
         return error_response(APIError(500, "internal server error", code="internal_error"))
 
     return app
+
+
+async def _metrics_endpoint(request: Request) -> Response:
+    state: ServerState = request.app.state.ponder
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def app_state(app: Any) -> ServerState:

@@ -35,6 +35,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--kv-cache-gib", type=float, default=1.0, help="KV-cache size per engine, GiB")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-level", default="info")
+    p.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port instead of the API port")
+    p.add_argument("--metrics-auth", action="store_true", help="/metrics needs the API key (when keys are set)")
     g = p.add_argument_group("limits")
     g.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes)
     g.add_argument("--max-messages", type=int, default=d.max_messages)
@@ -75,6 +77,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_model_len=args.max_model_len,
         kv_cache_gib=args.kv_cache_gib,
         seed=args.seed,
+        metrics_port=args.metrics_port,
+        metrics_auth=args.metrics_auth,
     )
 
 

@@ -43,6 +43,8 @@ class ServerConfig:
     kv_cache_gib: float = 1.0
     enforce_eager: bool = True
     seed: int = 0
+    metrics_port: int | None = None  # serve /metrics on its own port instead of the API port
+    metrics_auth: bool = False  # /metrics needs the API key (when keys are set)
 
     def __post_init__(self) -> None:
         if not self.models:

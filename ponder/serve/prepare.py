@@ -170,6 +170,9 @@ def _sampling(req: _SamplingFields, model: ServedModel, n: int, max_tokens: int,
             seed=req.seed,
             stop=stop,
             logprobs=logprobs,
+            ignore_eos=req.ignore_eos,
+            presence_penalty=req.presence_penalty or 0.0,
+            frequency_penalty=req.frequency_penalty or 0.0,
         )
     except ValueError as e:
         raise bad_request(str(e)) from None

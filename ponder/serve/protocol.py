@@ -52,6 +52,7 @@ class _SamplingFields(_Model):
     top_k: int | None = Field(None, ge=-1)
     min_tokens: int | None = Field(None, ge=0)
     seed: int | None = Field(None, ge=-(2**63), lt=2**63)
+    ignore_eos: bool = Field(False, description="vLLM extension: keep generating past EOS (load tests).")
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     user: str | None = None

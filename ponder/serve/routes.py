@@ -64,6 +64,7 @@ async def chat_completions(request: Request) -> Any:
     req: ChatCompletionRequest = await _parse(request, ChatCompletionRequest, state)
     _check_serving(state)
     model, alias = state.lookup(req.model)
+    request.state.labels = (model.name, "none")
     messages = flatten_messages(req.messages, state.config.limits)
     try:
         prompt_ids = await asyncio.to_thread(model.engine.render_chat, messages) if len(messages) > 8 else model.engine.render_chat(messages)
@@ -81,6 +82,7 @@ async def completions(request: Request) -> Any:
     req: CompletionRequest = await _parse(request, CompletionRequest, state)
     _check_serving(state)
     model, alias = state.lookup(req.model)
+    request.state.labels = (model.name, "none")
     prompt = req.prompt
     if isinstance(prompt, str):
         prompt_ids = model.engine.tokenizer.encode_prompt(prompt)

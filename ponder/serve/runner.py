@@ -1,8 +1,8 @@
-"""Run a strategy for one request: deadline, cancellation, error mapping, response shapes.
+"""Run a strategy for one request: deadline, cancellation, errors, metrics, response shapes.
 
-The strategy runs in its own task and hands events over a queue, so that a
-client disconnect, a deadline or an error can always stop it the same way:
-cancel the task, then abort every engine request it opened (`ctx.close()`).
+The strategy runs in its own task and hands events over a queue, so a client
+disconnect, a deadline or an error always stops it the same way: cancel the
+task, then abort every engine request it opened (`ctx.close()`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from ponder.engine.base import EngineDead
 from ponder.serve.chunks import ChatFormat, dumps
 from ponder.serve.errors import APIError
+from ponder.serve.metrics import RequestObserver
 from ponder.serve.prepare import Prepared
 from ponder.serve.state import ServerState
-from ponder.strategies.base import Budget, BudgetExhausted, Event, Progress, Report, StrategyContext
+from ponder.strategies.base import Budget, BudgetExhausted, Content, Event, Progress, Reasoning, Report, StrategyContext
 from ponder.strategies.registry import ParamError
 
 log = logging.getLogger("ponder.serve")
@@ -51,17 +52,28 @@ def to_api_error(e: BaseException, state: ServerState, rid: str) -> APIError:
     return APIError(500, f"internal error while running the strategy (request id {rid})", code="internal_error")
 
 
+def outcome_of(err: APIError) -> str:
+    if err.status == 408:
+        return "timeout"
+    if err.status in (429, 503) and err.code != "engine_dead":
+        return "rejected"
+    return "client_error" if err.status < 500 else "server_error"
+
+
 class StrategyRun:
     """Iterate a strategy's events with a deadline; closing it stops everything."""
 
     def __init__(self, state: ServerState, prep: Prepared, rid: str) -> None:
         self.state, self.prep, self.rid = state, prep, rid
         self.ctx = StrategyContext(
-            prep.model.engine, prep.request, request_id=rid, budget=Budget(prep.budget), scorers=state.scorers_for(prep.model)
+            prep.model.engine, prep.request, request_id=rid, budget=Budget(prep.budget),
+            scorers=state.scorers_for(prep.model),
         )
+        self.observer = RequestObserver(state.metrics, prep.model.name, prep.spec.name)
         self.report: dict[str, Any] = {}
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def _produce(self) -> None:
         try:
@@ -90,16 +102,26 @@ class StrategyRun:
                     raise item
                 if isinstance(item, Report):
                     self.report = item.data
+                elif isinstance(item, Reasoning | Content) and item.text:
+                    self.observer.token()
                 yield item
         finally:
             await self.close()
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
-        await asyncio.shield(self.ctx.close())
+        aborted = await asyncio.shield(self.ctx.close())
+        if aborted:
+            self.state.metrics.aborts.labels(self.prep.model.name).inc(aborted)
+
+    def finish(self, outcome: str) -> None:
+        self.observer.finish(outcome, self.ctx.usage, self.report)
 
 
 async def _listen_for_disconnect(request: Request) -> None:
@@ -127,37 +149,48 @@ async def respond(request: Request, state: ServerState, prep: Prepared, fmt: Cha
         await asyncio.wait({work, listener}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         listener.cancel()
-        if not work.done():  # the client went away: stop the strategy and its engine requests
+        if not work.done():  # the client went away (or we are being cancelled): stop everything
             work.cancel()
             with contextlib.suppress(BaseException):
                 await work
             await run.close()
     if work.cancelled():
-        return JSONResponse({"error": {"message": "client disconnected", "type": "cancelled"}}, status_code=499)
+        run.finish("cancelled")
+        return JSONResponse({"error": {"message": "client disconnected", "type": "cancelled", "param": None,
+                                       "code": "client_disconnected"}}, status_code=499)
     exc = work.exception()
     if exc is not None:
         err = to_api_error(exc, state, rid)
+        run.finish(outcome_of(err))
         return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+    run.finish("ok")
     return JSONResponse(work.result())
 
 
 async def _sse(run: StrategyRun, fmt: ChatFormat, prep: Prepared, state: ServerState) -> AsyncIterator[Any]:
-    for chunk in fmt.opening():
-        yield dumps(chunk)
+    outcome = "cancelled"
     try:
-        async with contextlib.aclosing(run.events()) as events:
-            async for ev in events:
-                if isinstance(ev, Progress):
-                    yield ServerSentEvent(data=dumps(fmt.side({"type": "progress", **ev.data})), event="ponder.progress")
-                elif isinstance(ev, Report):
-                    yield ServerSentEvent(data=dumps(fmt.side({"type": "result", **ev.data})), event="ponder.result")
-                else:
-                    yield dumps(fmt.delta(ev))
-        if prep.include_usage:
-            yield dumps(fmt.usage(run.ctx.usage))
-    except asyncio.CancelledError:
-        raise
-    except Exception as e:
-        err = to_api_error(e, state, run.rid)
-        yield dumps(err.body())
-    yield "[DONE]"
+        for chunk in fmt.opening():
+            yield dumps(chunk)
+        try:
+            async with contextlib.aclosing(run.events()) as events:
+                async for ev in events:
+                    if isinstance(ev, Progress):
+                        yield ServerSentEvent(data=dumps(fmt.side({"type": "progress", **ev.data})), event="ponder.progress")
+                    elif isinstance(ev, Report):
+                        yield ServerSentEvent(data=dumps(fmt.side({"type": "result", **ev.data})), event="ponder.result")
+                    else:
+                        yield dumps(fmt.delta(ev))
+            if prep.include_usage:
+                yield dumps(fmt.usage(run.ctx.usage))
+            outcome = "ok"
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            err = to_api_error(e, state, run.rid)
+            outcome = outcome_of(err)
+            yield dumps(err.body())
+        yield "[DONE]"
+    finally:
+        await run.close()
+        run.finish(outcome)

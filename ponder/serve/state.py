@@ -12,6 +12,7 @@ from typing import Any
 from ponder.engine.base import Engine
 from ponder.serve.config import ServerConfig
 from ponder.serve.errors import APIError
+from ponder.serve.metrics import Metrics
 from ponder.serve.scoring import ModelScorers
 from ponder.strategies.registry import STRATEGIES
 
@@ -45,6 +46,7 @@ class ServerState:
         self.started = time.time()
         self.tasks: set[asyncio.Task[Any]] = set()
         self._scorers: dict[str, ModelScorers] = {}
+        self.metrics = Metrics()
 
     def scorers_for(self, model: ServedModel) -> ModelScorers:
         """The `name -> Scorer` lookup for `model` (scorers are built on first use)."""

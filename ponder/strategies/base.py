@@ -241,8 +241,9 @@ class StrategyContext:
                 on_update(update)
         return samples
 
-    async def close(self) -> None:
-        """Abort every engine request this strategy still has open."""
+    async def close(self) -> int:
+        """Abort every engine request this strategy still has open; returns how many."""
         open_ids, self._open = list(self._open), set()
         for rid in open_ids:
             await self.engine.abort(rid)
+        return len(open_ids)

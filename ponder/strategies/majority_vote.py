@@ -107,6 +107,7 @@ async def majority_vote(ctx: StrategyContext, params: MajorityVoteParams) -> Asy
         "strategy": "majority_vote",
         "answer": winner,
         "chosen": chosen.index if chosen else None,
+        "scorer": None if params.weight == "none" else params.weight,
         "votes": [{"answer": t.answer, "votes": t.votes, "weight": round(t.weight, 6)} for t in ranked],
         "agreement": round(agreement(ranked), 4),
         "samples": sample_report(drawn, weights if params.weight != "none" else None),

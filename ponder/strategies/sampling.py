@@ -2,8 +2,8 @@
 
 Shared by the multi-sample strategies. All N samples go to the engine as ONE
 request with `n=N`, so vLLM computes the prompt's KV cache once. While they
-run, sample 0's reasoning streams as `Reasoning` events (time to first token
-as `direct`), and `Progress` events report every sample's token count every
+run, sample 0's text streams as `Reasoning` events (time to first token as
+`direct`), and `Progress` events report every sample's token count every
 few engine steps and each answer as its sample finishes.
 """
 
@@ -62,9 +62,11 @@ async def draw(
             for d in update.samples:
                 samples[d.index].add(d)
                 if live and d.index == 0 and first_index == 0:
-                    reasoning, _ = splitter.feed(d.text)
-                    if reasoning:
-                        yield Reasoning(reasoning)
+                    # sample 0 streams live as reasoning, its answer included: the
+                    # request's answer is only decided when every sample is in
+                    reasoning, content = splitter.feed(d.text)
+                    if reasoning or content:
+                        yield Reasoning(reasoning + content)
                 if d.finish_reason is not None:
                     finished.append(d.index)
             now = time.monotonic()
