@@ -6,6 +6,7 @@ import hmac
 
 from fastapi import Request
 
+from ponder.serve.admission import key_id
 from ponder.serve.errors import APIError
 
 
@@ -19,6 +20,7 @@ def key_matches(given: str, keys: tuple[str, ...]) -> bool:
 async def require_key(request: Request) -> None:
     keys: tuple[str, ...] = request.app.state.ponder.config.api_keys
     if not keys:
+        request.state.key_id = "anonymous"
         return
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -26,3 +28,4 @@ async def require_key(request: Request) -> None:
         raise APIError(401, "Missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
     if not key_matches(token.strip(), keys):
         raise APIError(401, "Incorrect API key provided", code="invalid_api_key")
+    request.state.key_id = key_id(token.strip())

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ponder.serve.admission import AdmissionConfig
 from ponder.serve.config import Limits, ServerConfig
 
 
@@ -51,6 +52,16 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     g.add_argument("--max-depth", type=int, default=d.max_depth, help="largest MCTS depth")
     g.add_argument("--max-timeout", type=float, default=d.max_timeout, help="largest per-request timeout, s")
     g.add_argument("--default-timeout", type=float, default=d.default_timeout, help="per-request timeout, s")
+    a = AdmissionConfig()
+    g = p.add_argument_group("admission and per-key limits")
+    g.add_argument("--max-inflight", type=int, default=a.max_inflight, help="requests running at once")
+    g.add_argument("--max-queue", type=int, default=a.max_queue, help="requests waiting for a place")
+    g.add_argument("--max-queue-tokens", type=int, default=a.max_queue_tokens,
+                   help="expected generated tokens of all waiting requests")
+    g.add_argument("--queue-timeout", type=float, default=a.queue_timeout, help="longest wait for a place, s")
+    g.add_argument("--key-max-concurrency", type=int, default=None, help="requests at once per API key")
+    g.add_argument("--key-tpm", type=int, default=None, help="tokens per minute per API key (prompt + generated)")
+    g.add_argument("--shutdown-grace", type=float, default=30.0, help="seconds in-flight requests get on SIGTERM")
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -68,8 +79,18 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_timeout=args.max_timeout,
         default_timeout=min(args.default_timeout, args.max_timeout),
     )
+    admission = AdmissionConfig(
+        max_inflight=args.max_inflight,
+        max_queue=args.max_queue,
+        max_queue_tokens=args.max_queue_tokens,
+        queue_timeout=args.queue_timeout,
+        key_concurrency=args.key_max_concurrency,
+        key_tpm=args.key_tpm,
+    )
     return ServerConfig(
         models=tuple(args.model or ["ponder-tiny"]),
+        admission=admission,
+        shutdown_grace=args.shutdown_grace,
         host=args.host,
         port=args.port,
         api_keys=_keys(args),
@@ -86,12 +107,18 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ponder.serve.app import create_app
+    from ponder.serve.lifecycle import PonderServer
 
     config = config_from_args(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(config)
-    uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level, timeout_graceful_shutdown=30)
-    return 0
+    server = PonderServer(
+        uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level, timeout_graceful_shutdown=10),
+        app.state.ponder,
+        grace=config.shutdown_grace,
+    )
+    server.run()
+    return server.exit_code or (0 if server.started else 1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

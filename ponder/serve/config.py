@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ponder.serve.admission import AdmissionConfig
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -39,6 +41,8 @@ class ServerConfig:
     port: int = 8000
     api_keys: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    shutdown_grace: float = 30.0
     max_model_len: int | None = None
     kv_cache_gib: float = 1.0
     enforce_eager: bool = True

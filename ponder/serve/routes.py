@@ -148,7 +148,9 @@ async def health(request: Request) -> JSONResponse:
     if state.engine_dead:
         status = "dead"
     code = 200 if status == "ok" else 503
-    return JSONResponse({"status": status, "models": models, "inflight": state.inflight}, status_code=code)
+    adm = state.admission
+    body = {"status": status, "models": models, "inflight": adm.inflight, "queued": adm.queued, "peak_inflight": adm.peak_inflight}
+    return JSONResponse(body, status_code=code)
 
 
 @open_routes.get("/version")

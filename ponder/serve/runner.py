@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ponder.engine.base import EngineDead
+from ponder.serve.admission import Ticket, expected_tokens
 from ponder.serve.chunks import ChatFormat, dumps
 from ponder.serve.errors import APIError
 from ponder.serve.metrics import RequestObserver
@@ -63,8 +64,8 @@ def outcome_of(err: APIError) -> str:
 class StrategyRun:
     """Iterate a strategy's events with a deadline; closing it stops everything."""
 
-    def __init__(self, state: ServerState, prep: Prepared, rid: str) -> None:
-        self.state, self.prep, self.rid = state, prep, rid
+    def __init__(self, state: ServerState, prep: Prepared, rid: str, ticket: Ticket | None = None) -> None:
+        self.state, self.prep, self.rid, self.ticket = state, prep, rid, ticket
         self.ctx = StrategyContext(
             prep.model.engine, prep.request, request_id=rid, budget=Budget(prep.budget),
             scorers=state.scorers_for(prep.model),
@@ -74,6 +75,8 @@ class StrategyRun:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._finished = False
+        state.runs.add(self)
 
     async def _produce(self) -> None:
         try:
@@ -120,8 +123,37 @@ class StrategyRun:
         if aborted:
             self.state.metrics.aborts.labels(self.prep.model.name).inc(aborted)
 
+    def interrupt(self, err: APIError) -> None:
+        """Stop the strategy from outside (shutdown, dead engine); the client gets `err`."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._queue.put_nowait(err)
+
     def finish(self, outcome: str) -> None:
+        """Record the request's outcome and free its admission place (once)."""
+        if self._finished:
+            return
+        self._finished = True
+        self.state.runs.discard(self)
         self.observer.finish(outcome, self.ctx.usage, self.report)
+        if self.ticket is not None:
+            usage = self.ctx.usage
+            self.ticket.release(usage.prompt_tokens + usage.completion_tokens)
+
+
+class RunResponse(EventSourceResponse):
+    """An SSE response that always closes its run, even if the stream never started."""
+
+    def __init__(self, run: StrategyRun, content: Any) -> None:
+        super().__init__(content, ping=15, sep="\n")
+        self.run = run
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.run.close()
+            self.run.finish("cancelled")  # no-op when the stream already recorded its outcome
 
 
 async def _listen_for_disconnect(request: Request) -> None:
@@ -132,9 +164,13 @@ async def _listen_for_disconnect(request: Request) -> None:
 
 
 async def respond(request: Request, state: ServerState, prep: Prepared, fmt: ChatFormat, rid: str) -> Any:
-    run = StrategyRun(state, prep, rid)
+    sampling = prep.request.sampling
+    cost = expected_tokens(prep.params, sampling.max_tokens, sampling.n, prep.budget)
+    ticket = await state.admission.admit(getattr(request.state, "key_id", "anonymous"), cost)
+    run = StrategyRun(state, prep, rid, ticket)
+    state.metrics.queue_wait.labels(prep.model.name, prep.spec.name).observe(ticket.waited)
     if prep.stream:
-        return EventSourceResponse(_sse(run, fmt, prep, state), ping=15, sep="\n")
+        return RunResponse(run, _sse(run, fmt, prep, state))
 
     async def whole() -> dict[str, Any]:
         async with contextlib.aclosing(run.events()) as events:
@@ -145,26 +181,28 @@ async def respond(request: Request, state: ServerState, prep: Prepared, fmt: Cha
 
     work = asyncio.ensure_future(whole())
     listener = asyncio.ensure_future(_listen_for_disconnect(request))
+    outcome = "cancelled"
     try:
         await asyncio.wait({work, listener}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        listener.cancel()
-        if not work.done():  # the client went away (or we are being cancelled): stop everything
+        if not work.done():  # the client went away: stop the strategy and its engine requests
             work.cancel()
             with contextlib.suppress(BaseException):
                 await work
-            await run.close()
-    if work.cancelled():
-        run.finish("cancelled")
-        return JSONResponse({"error": {"message": "client disconnected", "type": "cancelled", "param": None,
-                                       "code": "client_disconnected"}}, status_code=499)
-    exc = work.exception()
-    if exc is not None:
-        err = to_api_error(exc, state, rid)
-        run.finish(outcome_of(err))
-        return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
-    run.finish("ok")
-    return JSONResponse(work.result())
+            return JSONResponse({"error": {"message": "client disconnected", "type": "cancelled", "param": None,
+                                           "code": "client_disconnected"}}, status_code=499)
+        exc = work.exception()
+        if exc is not None:
+            err = to_api_error(exc, state, rid)
+            outcome = outcome_of(err)
+            return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+        outcome = "ok"
+        return JSONResponse(work.result())
+    finally:
+        listener.cancel()
+        if not work.done():
+            work.cancel()
+        await run.close()
+        run.finish(outcome)
 
 
 async def _sse(run: StrategyRun, fmt: ChatFormat, prep: Prepared, state: ServerState) -> AsyncIterator[Any]:

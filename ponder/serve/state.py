@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder.engine.base import Engine
+from ponder.serve.admission import Admission
 from ponder.serve.config import ServerConfig
 from ponder.serve.errors import APIError
 from ponder.serve.metrics import Metrics
@@ -42,9 +42,9 @@ class ServerState:
         self.models: dict[str, ServedModel] = {}
         self.draining = False
         self.engine_dead: str | None = None
-        self.inflight = 0
         self.started = time.time()
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.runs: set[Any] = set()  # StrategyRuns in flight (to drain or interrupt them)
+        self.admission = Admission(config.admission)
         self._scorers: dict[str, ModelScorers] = {}
         self.metrics = Metrics()
 
