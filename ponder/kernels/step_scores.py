@@ -169,12 +169,14 @@ def _step_scores_kernel(
 
 # --------------------------------------------------------------------------- launcher
 def launch_config(d: int) -> dict[str, int]:
-    """Tile sizes and warps for hidden size ``d``. A [16, 512] tile is 16 KiB of bf16
-    per load (d = 4096: 8 tiles per step block); with 8 warps it needs about 127
-    registers per thread on sm_90 and no spills (checked with Triton's bundled
-    ptxas, see ponder.kernels.aot). Only B programs run, so each moves big tiles."""
+    """Tile sizes and warps for hidden size ``d``. Large d: [8, 512] tiles (8 KiB of
+    bf16 per load, 8 column tiles per step block at d = 4096) on 8 warps; smaller d
+    takes more steps per tile (up to 32) at 2048 elements on 4 warps. Chosen from
+    sm_90 resource usage (ponder.kernels.aot): at most ~160 registers, no spills,
+    where [16, 512] tiles spilled for C = 2, reduce = prod."""
     block_d = min(512, triton.next_power_of_2(d))
-    return {"BLOCK_S": 16, "BLOCK_D": block_d, "num_warps": 8 if block_d >= 512 else 4}
+    block_s = max(8, min(32, 2048 // block_d))
+    return {"BLOCK_S": block_s, "BLOCK_D": block_d, "num_warps": 8 if block_d >= 512 else 4}
 
 
 def step_scores_triton(
