@@ -1,0 +1,1 @@
+"""Benchmarks: load tester, Ponder-vs-vLLM comparison, kernel benchmark (scripts, not tests)."""
