@@ -149,7 +149,8 @@ async def health(request: Request) -> JSONResponse:
         status = "dead"
     code = 200 if status == "ok" else 503
     adm = state.admission
-    body = {"status": status, "models": models, "inflight": adm.inflight, "queued": adm.queued, "peak_inflight": adm.peak_inflight}
+    body = {"status": status, "models": models, "inflight": adm.inflight, "queued": adm.queued,
+            "peak_inflight": adm.peak_inflight, "tasks": len(asyncio.all_tasks())}
     return JSONResponse(body, status_code=code)
 
 
