@@ -11,7 +11,11 @@ VLLM ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 STAMP := $(VENV)/.ponder-$(VLLM)-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup models serve test lint bench clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the tests use as real peers: a Prometheus server (and promtool).
+SYSTEM_PACKAGES := prometheus
+
+.PHONY: setup models sysdeps serve test lint bench clean
 
 setup: $(STAMP)
 
@@ -31,8 +35,19 @@ models: setup
 serve: models
 	$(PY) -m ponder.serve.cli serve $(MODELS) --host $(HOST) --port $(PORT)
 
-test: models
+sysdeps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+		$(SUDO) systemctl disable --now prometheus >/dev/null 2>&1 || $(SUDO) pkill -x prometheus || true; \
+	fi
+
+test: models sysdeps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: models
+	$(PY) -m ponder.serve.cli bench scaling
 
 lint: setup
 	$(VENV)/bin/ruff check ponder tests benchmarks

@@ -1,8 +1,12 @@
-"""`ponder` command line: serve, prepare-models, train-tiny, eval-tiny (argparse lives only here)."""
+"""`ponder` command line: serve, prepare-models, train-tiny, eval-tiny, train-prm, bench.
+
+argparse lives only here; the training and benchmark tools parse their own arguments.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -11,6 +15,13 @@ from pathlib import Path
 
 from ponder.serve.admission import AdmissionConfig
 from ponder.serve.config import Limits, ServerConfig
+
+# subcommands that hand their arguments to a module's main(argv)
+TOOLS = {
+    "train-tiny": "ponder.models.train_tiny",
+    "eval-tiny": "ponder.models.eval_tiny",
+    "train-prm": "ponder.rewards.train_prm",
+}
 
 
 def _keys(args: argparse.Namespace) -> tuple[str, ...]:
@@ -126,8 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     sub.add_parser("prepare-models", help="convert SmolLM2 into the cache and check ponder-tiny")
-    for name, module in (("train-tiny", "train_tiny"), ("eval-tiny", "eval_tiny")):
-        sub.add_parser(name, help=f"see python -m ponder.models.{module} --help", add_help=False)
+    for name, module in TOOLS.items():
+        sub.add_parser(name, help=f"see python -m {module} --help", add_help=False)
+    sub.add_parser("bench", help="run a benchmark: ponder bench {load,scaling,kernels,compare_vllm,affinity} ...",
+                   add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "serve":
         if rest:
@@ -139,11 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for source in prepare_all():
             print(f"{source.name}: {source.folder}")
         return 0
-    if args.command in ("train-tiny", "eval-tiny"):
-        import importlib
-
-        module = importlib.import_module(f"ponder.models.{args.command.replace('-', '_')}")
-        return int(module.main(rest))
+    if args.command in TOOLS:
+        return int(importlib.import_module(TOOLS[args.command]).main(rest))
+    if args.command == "bench":
+        if not rest or rest[0].startswith("-"):
+            parser.error("ponder bench NAME [args]: NAME is one of load, scaling, kernels, compare_vllm, affinity")
+        repo = Path(__file__).resolve().parents[2]
+        if (repo / "benchmarks").is_dir() and str(repo) not in sys.path:
+            sys.path.insert(0, str(repo))  # benchmarks/ lives beside the package in a checkout
+        return int(importlib.import_module(f"benchmarks.{rest[0].replace('-', '_')}").main(rest[1:]))
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -154,7 +154,7 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=code)
 
 
-@open_routes.get("/version")
+@api.get("/version")
 async def version() -> dict[str, str]:
     try:
         import vllm
