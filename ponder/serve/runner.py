@@ -214,9 +214,9 @@ async def _sse(run: StrategyRun, fmt: ChatFormat, prep: Prepared, state: ServerS
             async with contextlib.aclosing(run.events()) as events:
                 async for ev in events:
                     if isinstance(ev, Progress):
-                        yield ServerSentEvent(data=dumps(fmt.side({"type": "progress", **ev.data})), event="ponder.progress")
+                        yield ServerSentEvent(data=dumps(fmt.side({"type": "progress", "strategy": prep.spec.name, **ev.data})), event="ponder.progress")
                     elif isinstance(ev, Report):
-                        yield ServerSentEvent(data=dumps(fmt.side({"type": "result", **ev.data})), event="ponder.result")
+                        yield ServerSentEvent(data=dumps(fmt.side({"type": "result", "strategy": prep.spec.name, **ev.data})), event="ponder.result")
                     else:
                         yield dumps(fmt.delta(ev))
             if prep.include_usage:
