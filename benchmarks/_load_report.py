@@ -47,7 +47,26 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"cannot save {type(obj).__name__} as JSON")
 
 
-_PANELS = (("ttft_ms", "TTFT p50 (ms)"), ("itl_ms", "ITL p50 (ms)"), ("e2e_ms", "end-to-end p50 (ms)"))
+PANELS = (("ttft_ms", "TTFT p50 (ms)"), ("itl_ms", "ITL p50 (ms)"), ("e2e_ms", "end-to-end p50 (ms)"))
+
+
+def draw_panels(axes: Sequence[Any], series: Mapping[str, Sequence[RunSummary]]) -> None:
+    """One latency panel per entry of PANELS on `axes`: p50 against output tokens/s, a line per series."""
+    for ax, (key, ylabel) in zip(axes, PANELS, strict=True):
+        for name, runs in series.items():
+            pts = [(s.output_throughput, getattr(s, key)["p50"], s.level) for s in runs if s.ok]
+            pts = [p for p in pts if p[1] is not None and not math.isnan(p[1])]
+            if not pts:
+                continue
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+            for x, y, level in pts:
+                ax.annotate(level, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xlabel("output tokens/s")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=8)
 
 
 def plot(path: str | Path, series: Mapping[str, Sequence[RunSummary]], title: str = "") -> Path:
@@ -59,22 +78,8 @@ def plot(path: str | Path, series: Mapping[str, Sequence[RunSummary]], title: st
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, len(_PANELS), figsize=(5 * len(_PANELS), 4.2))
-    for ax, (key, ylabel) in zip(axes, _PANELS, strict=True):
-        for name, runs in series.items():
-            pts = [(s.output_throughput, getattr(s, key)["p50"], s.level) for s in runs if s.ok]
-            pts = [p for p in pts if not math.isnan(p[1])]
-            if not pts:
-                continue
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
-            for x, y, level in pts:
-                ax.annotate(level, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        ax.set_xlabel("output tokens/s")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        if any(s.ok for runs in series.values() for s in runs):
-            ax.set_yscale("log")
-    axes[0].legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 4.2))
+    draw_panels(axes, series)
     fig.suptitle(title or "latency vs throughput")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

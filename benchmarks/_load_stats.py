@@ -144,7 +144,7 @@ def summarize(
     )
 
 
-def _ms(x: float | None) -> str:
+def fmt_ms(x: float | None) -> str:
     return "-" if x is None or math.isnan(x) else f"{x:.1f}"
 
 
@@ -157,9 +157,9 @@ TABLE_HEADER = (
 def table_row(s: RunSummary) -> str:
     return (
         f"{s.label[:22]:<22} {s.level:>10} {s.ok:>5} {s.failed:>5} {s.output_throughput:>8.1f} "
-        f"{s.request_throughput:>6.2f} {_ms(s.ttft_ms['p50']):>9} {_ms(s.ttft_ms['p90']):>8} "
-        f"{_ms(s.ttft_ms['p99']):>8} {_ms(s.itl_ms['p50']):>8} {_ms(s.itl_ms['p99']):>7} "
-        f"{_ms(s.tpot_ms['p50']):>9} {_ms(s.e2e_ms['p50']):>9} {_ms(s.e2e_ms['p99']):>9}"
+        f"{s.request_throughput:>6.2f} {fmt_ms(s.ttft_ms['p50']):>9} {fmt_ms(s.ttft_ms['p90']):>8} "
+        f"{fmt_ms(s.ttft_ms['p99']):>8} {fmt_ms(s.itl_ms['p50']):>8} {fmt_ms(s.itl_ms['p99']):>7} "
+        f"{fmt_ms(s.tpot_ms['p50']):>9} {fmt_ms(s.e2e_ms['p50']):>9} {fmt_ms(s.e2e_ms['p99']):>9}"
     )
 
 
