@@ -307,3 +307,50 @@ async def test_against_the_real_ponder_server(tiny_server: Any) -> None:
     assert s.ttft_ms["p50"] > 0 and s.itl_ms["p50"] > 0
     async with httpx.AsyncClient() as c:
         assert (await c.get(f"{tiny_server.url}/health")).status_code == 200
+
+
+# -- compare_vllm's pure parts -----------------------------------------------------------------
+def test_prefix_cache_counters_parse() -> None:
+    from benchmarks._servers import parse_prefix_cache
+
+    text = ('# HELP vllm:prefix_cache_hits Prefix cache hits, in terms of number of cached tokens.\n'
+            'vllm:prefix_cache_queries_total{engine="0",model_name="m"} 454.0\n'
+            'vllm:prefix_cache_queries_created{engine="0",model_name="m"} 1.7e+09\n'
+            'vllm:prefix_cache_hits_total{engine="0",model_name="m"} 128.0\n'
+            'vllm:prefix_cache_hits_total{engine="1",model_name="m"} 2.0\n')
+    assert parse_prefix_cache(text) == (130.0, 454.0)
+    assert parse_prefix_cache("ponder_requests_total 3\n") is None
+
+
+def test_both_servers_get_the_same_engine_settings() -> None:
+    from benchmarks._servers import EngineSettings
+
+    s = EngineSettings(folder="/m", name="m", dtype="float32", max_model_len=1024, kv_cache_gib=2.0, ponder_model="m")
+    vllm, ponder = s.vllm_command(1), s.ponder_command(2)
+    for flag, value in (("--dtype", "float32"), ("--max-model-len", "1024"), ("--seed", "0"), ("--max-num-seqs", "256"),
+                        ("--kv-cache-memory-bytes", str(2 << 30))):
+        assert vllm[vllm.index(flag) + 1] == value
+    assert {"--enforce-eager", "--enable-prefix-caching"} <= set(vllm)
+    assert ponder[ponder.index("--max-model-len") + 1] == "1024" and ponder[ponder.index("--kv-cache-gib") + 1] == "2.0"
+    assert s.env()["VLLM_CPU_KVCACHE_SPACE"] == "2"
+
+
+def test_goal_verdicts() -> None:
+    from benchmarks._compare_report import direct_goals, multisample_goals
+    from benchmarks._multisample import WayResult
+
+    def run(tps: float, ttft: float, c: int = 1) -> Any:
+        r = RequestResult(ok=True, ttft=ttft, last_token=ttft + 1, latency=ttft + 1, token_chunks=11, usage_tokens=11)
+        s = summarize([r], 1.0, concurrency=c)
+        s.output_throughput = tps
+        return s
+
+    vllm = [run(100, 0.1), run(400, 0.2, 4)]
+    good = direct_goals("m", vllm, [run(99, 0.105), run(390, 0.21, 4)])
+    assert [g.passed for g in good] == [True, True]
+    slow = direct_goals("m", vllm, [run(99, 0.105), run(300, 0.3, 4)])
+    assert [g.passed for g in slow] == [False, False] and "c=4" in slow[0].where and "c=4" in slow[1].where
+    ms = [WayResult("ponder_majority_vote", "a", wall_s=1.0, output_tokens=300),
+          WayResult("vllm_concurrent", "b", wall_s=1.0, output_tokens=200),
+          WayResult("ponder_concurrent", "c", wall_s=1.0, output_tokens=250)]
+    assert [g.passed for g in multisample_goals("m", 8, ms)] == [True, False]
