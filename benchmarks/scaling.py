@@ -46,24 +46,56 @@ class Config:
 def configs(quick: bool, scorers: Sequence[str]) -> list[Config]:
     ns = [1, 2, 4, 8] if quick else [1, 2, 4, 8, 16]
     out = [Config("direct (greedy)", "direct T=0", {"temperature": 0.0})]
-    out += [Config("majority_vote", f"majority_vote n={n}", {"strategy": {"name": "majority_vote", "n": n}}) for n in ns]
-    out += [Config("majority_vote early stop", f"majority_vote n={ns[-1]} early_stop=0.8",
-                   {"strategy": {"name": "majority_vote", "n": ns[-1], "early_stop": 0.8, "wave": 2}})]
+    out += [
+        Config("majority_vote", f"majority_vote n={n}", {"strategy": {"name": "majority_vote", "n": n}}) for n in ns
+    ]
+    out += [
+        Config(
+            "majority_vote early stop",
+            f"majority_vote n={ns[-1]} early_stop=0.8",
+            {"strategy": {"name": "majority_vote", "n": ns[-1], "early_stop": 0.8, "wave": 2}},
+        )
+    ]
     if "confidence" in scorers:
-        out += [Config("majority_vote confidence", f"majority_vote n={n} weight=confidence keep=0.5",
-                       {"strategy": {"name": "majority_vote", "n": n, "weight": "confidence", "keep": 0.5}}) for n in ns[2:]]
+        out += [
+            Config(
+                "majority_vote confidence",
+                f"majority_vote n={n} weight=confidence keep=0.5",
+                {"strategy": {"name": "majority_vote", "n": n, "weight": "confidence", "keep": 0.5}},
+            )
+            for n in ns[2:]
+        ]
     for scorer in scorers:
-        out += [Config(f"best_of_n {scorer}", f"best_of_n n={n} {scorer}",
-                       {"strategy": {"name": "best_of_n", "n": n, "scorer": scorer}}) for n in ns[1:]]
+        out += [
+            Config(
+                f"best_of_n {scorer}",
+                f"best_of_n n={n} {scorer}",
+                {"strategy": {"name": "best_of_n", "n": n, "scorer": scorer}},
+            )
+            for n in ns[1:]
+        ]
         if scorer == "prm":
-            out += [Config("best_of_n prm weighted", f"best_of_n n={n} prm weighted",
-                           {"strategy": {"name": "best_of_n", "n": n, "scorer": "prm", "weighted": True}}) for n in ns[2:]]
+            out += [
+                Config(
+                    "best_of_n prm weighted",
+                    f"best_of_n n={n} prm weighted",
+                    {"strategy": {"name": "best_of_n", "n": n, "scorer": "prm", "weighted": True}},
+                )
+                for n in ns[2:]
+            ]
     budgets = [0, 128, 256] if quick else [0, 64, 128, 256, 512]
-    out += [Config("long_cot", f"long_cot min_tokens={b}",
-                   {"strategy": "long_cot", "thinking": {"min_tokens": b, "max_tokens": max(768, 2 * b), "max_waits": 8}})
-            for b in budgets]
-    out += [Config("mcts", f"mcts iterations={it}", {"strategy": {"name": "mcts", "iterations": it, "expand_k": 3}})
-            for it in ([4, 8] if quick else [4, 8, 16])]
+    out += [
+        Config(
+            "long_cot",
+            f"long_cot min_tokens={b}",
+            {"strategy": "long_cot", "thinking": {"min_tokens": b, "max_tokens": max(768, 2 * b), "max_waits": 8}},
+        )
+        for b in budgets
+    ]
+    out += [
+        Config("mcts", f"mcts iterations={it}", {"strategy": {"name": "mcts", "iterations": it, "expand_k": 3}})
+        for it in ([4, 8] if quick else [4, 8, 16])
+    ]
     return out
 
 
@@ -78,15 +110,28 @@ class Result:
     errors: int
 
 
-async def run_config(client: httpx.AsyncClient, cfg: Config, problems: list[Any], seed: int, temperature: float,
-                     concurrency: int, bar: tqdm) -> Result:
+async def run_config(
+    client: httpx.AsyncClient,
+    cfg: Config,
+    problems: list[Any],
+    seed: int,
+    temperature: float,
+    concurrency: int,
+    bar: tqdm,
+) -> Result:
     sem = asyncio.Semaphore(concurrency)
     correct, tokens, prompt, errors = 0, 0, 0, 0
 
     async def one(i: int, problem: Any) -> None:
         nonlocal correct, tokens, prompt, errors
-        body = {"model": "ponder-tiny", "messages": problem.messages, "max_tokens": 512,
-                "temperature": temperature, "seed": seed + 1000 * i, **cfg.body}
+        body = {
+            "model": "ponder-tiny",
+            "messages": problem.messages,
+            "max_tokens": 512,
+            "temperature": temperature,
+            "seed": seed + 1000 * i,
+            **cfg.body,
+        }
         async with sem:
             r = await client.post("/v1/chat/completions", json=body)
         bar.update(1)
@@ -148,7 +193,9 @@ async def run(args: argparse.Namespace, url: str, key: str | None) -> list[Resul
         with tqdm(total=len(cfgs) * len(problems), desc="scaling", unit="req") as bar:
             for cfg in cfgs:
                 bar.set_postfix_str(cfg.label)
-                results.append(await run_config(client, cfg, problems, args.seed, args.temperature, args.concurrency, bar))
+                results.append(
+                    await run_config(client, cfg, problems, args.seed, args.temperature, args.concurrency, bar)
+                )
     return results
 
 
@@ -173,12 +220,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         with ponder_server(["--model", "ponder-tiny"], api_key="scaling", progress=True) as server:
             results = asyncio.run(run(args, server.url, server.api_key))
-    print(f"\nponder-tiny, {args.problems} held-out problems, T={args.temperature}, seed {args.seed} "
-          f"(CPU run; tokens = generated tokens per problem from usage)")
+    print(
+        f"\nponder-tiny, {args.problems} held-out problems, T={args.temperature}, seed {args.seed} "
+        f"(CPU run; tokens = generated tokens per problem from usage)"
+    )
     print(table(results))
     with open(args.out, "w") as f:
-        json.dump({"problems": args.problems, "seed": args.seed, "temperature": args.temperature,
-                   "results": [asdict(r) for r in results]}, f, indent=1)
+        json.dump(
+            {
+                "problems": args.problems,
+                "seed": args.seed,
+                "temperature": args.temperature,
+                "results": [asdict(r) for r in results],
+            },
+            f,
+            indent=1,
+        )
     plot(results, args.plot, f"ponder-tiny inference scaling ({args.problems} held-out problems, CPU)")
     print(f"saved {args.out} and {args.plot}")
     return 0

@@ -76,7 +76,9 @@ class ScriptedEngine:
                 return out, "length", None
         return out, "stop", None
 
-    async def stream(self, prompt: Sequence[int], config: SamplingConfig, request_id: str) -> AsyncIterator[EngineUpdate]:
+    async def stream(
+        self, prompt: Sequence[int], config: SamplingConfig, request_id: str
+    ) -> AsyncIterator[EngineUpdate]:
         call = Call(request_id, list(prompt), config)
         self.calls.append(call)
         self.running.add(request_id)
@@ -93,9 +95,14 @@ class ScriptedEngine:
                         text = self.decode([t]) if t != self._tok.eos_token_id else ""
                         lps = None
                         if config.logprobs is not None:
-                            top = tuple(TopLogprob(t + j, "x", -0.1 * (j + 1) - 0.05 * i) for j in range(max(1, config.logprobs)))
+                            top = tuple(
+                                TopLogprob(t + j, "x", -0.1 * (j + 1) - 0.05 * i)
+                                for j in range(max(1, config.logprobs))
+                            )
                             lps = [TokenLogprob(t, text, top[0].logprob, top)]
-                        deltas.append(SampleDelta(i, text, [t], lps, reason if last else None, stop_reason if last else None))
+                        deltas.append(
+                            SampleDelta(i, text, [t], lps, reason if last else None, stop_reason if last else None)
+                        )
                         call.generated.append(t)
                 if not deltas:
                     break

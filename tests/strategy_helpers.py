@@ -9,7 +9,18 @@ from typing import Any
 from ponder.engine.base import SamplingConfig
 from ponder.rewards.base import Candidate, CandidateScore
 from ponder.strategies.answers import answer_key
-from ponder.strategies.base import Budget, Content, Event, Finish, Progress, Reasoning, Report, RequestSpec, StrategyContext, Thinking
+from ponder.strategies.base import (
+    Budget,
+    Content,
+    Event,
+    Finish,
+    Progress,
+    Reasoning,
+    Report,
+    RequestSpec,
+    StrategyContext,
+    Thinking,
+)
 from ponder.strategies.registry import load_builtin, parse_strategy
 from tests.scripted import ScriptedEngine
 
@@ -48,8 +59,12 @@ async def run_strategy(
     load_builtin()
     spec, params, asked_budget = parse_strategy(strategy)
     prompt = engine.render_chat(list(messages))
-    request = RequestSpec(tuple(prompt), SamplingConfig(n=n, max_tokens=max_tokens, seed=seed, logprobs=logprobs),
-                          thinking or Thinking(), messages=tuple(messages))
+    request = RequestSpec(
+        tuple(prompt),
+        SamplingConfig(n=n, max_tokens=max_tokens, seed=seed, logprobs=logprobs),
+        thinking or Thinking(),
+        messages=tuple(messages),
+    )
     ctx = StrategyContext(engine, request, request_id="test", budget=Budget(asked_budget or budget), scorers=scorers)
     events = [ev async for ev in spec.run(ctx, params)]
     run = Run(events, ctx)

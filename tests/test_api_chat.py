@@ -28,7 +28,9 @@ def extra(obj: Any, name: str) -> Any:
 
 
 def test_chat_answers_with_reasoning_and_exact_usage(client: Any, tok: Any) -> None:
-    r = client.chat.completions.create(model="ponder-tiny", messages=MESSAGES, temperature=0, max_tokens=300, logprobs=True)
+    r = client.chat.completions.create(
+        model="ponder-tiny", messages=MESSAGES, temperature=0, max_tokens=300, logprobs=True
+    )
     choice = r.choices[0]
     reasoning = extra(choice.message, "reasoning_content")
     assert reasoning and "58+27=85" in reasoning.replace(" ", "")
@@ -45,8 +47,14 @@ def test_chat_answers_with_reasoning_and_exact_usage(client: Any, tok: Any) -> N
 
 def test_stream_reasoning_then_content_then_usage(client: Any) -> None:
     whole = client.chat.completions.create(model="ponder-tiny", messages=MESSAGES, temperature=0, max_tokens=300)
-    stream = client.chat.completions.create(model="ponder-tiny", messages=MESSAGES, temperature=0, max_tokens=300,
-                                            stream=True, stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model="ponder-tiny",
+        messages=MESSAGES,
+        temperature=0,
+        max_tokens=300,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     reasoning, content, order, usage, finish = "", "", [], None, None
     for chunk in stream:
         if chunk.usage is not None:
@@ -60,7 +68,7 @@ def test_stream_reasoning_then_content_then_usage(client: Any) -> None:
                 content += c.delta.content
                 order.append("c")
             finish = c.finish_reason or finish
-    assert order.index("c") > order.index("r") and "r" not in order[order.index("c"):]
+    assert order.index("c") > order.index("r") and "r" not in order[order.index("c") :]
     assert reasoning == extra(whole.choices[0].message, "reasoning_content")
     assert content == whole.choices[0].message.content
     assert finish == "stop"
@@ -69,7 +77,9 @@ def test_stream_reasoning_then_content_then_usage(client: Any) -> None:
 
 
 def test_n_choices_and_seeds_repeat(client: Any) -> None:
-    kw: dict[str, Any] = dict(model="ponder-tiny", messages=MESSAGES, temperature=1.0, max_tokens=200, n=3, logprobs=True)
+    kw: dict[str, Any] = dict(
+        model="ponder-tiny", messages=MESSAGES, temperature=1.0, max_tokens=200, n=3, logprobs=True
+    )
     a = client.chat.completions.create(seed=11, **kw)
     b = client.chat.completions.create(seed=11, **kw)
     c = client.chat.completions.create(seed=12, **kw)
@@ -81,7 +91,9 @@ def test_n_choices_and_seeds_repeat(client: Any) -> None:
 
 
 def test_stop_strings(client: Any) -> None:
-    r = client.chat.completions.create(model="ponder-tiny", messages=MESSAGES, temperature=0, max_tokens=200, stop=["="])
+    r = client.chat.completions.create(
+        model="ponder-tiny", messages=MESSAGES, temperature=0, max_tokens=200, stop=["="]
+    )
     text = (extra(r.choices[0].message, "reasoning_content") or "") + r.choices[0].message.content
     assert "=" not in text and "58+27" in text.replace(" ", "")
     assert r.choices[0].finish_reason == "stop"
@@ -93,16 +105,27 @@ def test_max_tokens_gives_length(client: Any) -> None:
 
 
 def test_unreadable_input_gets_a_clear_reply(client: Any) -> None:
-    r = client.chat.completions.create(model="ponder-tiny", messages=[{"role": "user", "content": "hello, how are you?"}],
-                                       temperature=0, max_tokens=200)
+    r = client.chat.completions.create(
+        model="ponder-tiny",
+        messages=[{"role": "user", "content": "hello, how are you?"}],
+        temperature=0,
+        max_tokens=200,
+    )
     assert "add" in r.choices[0].message.content.lower()
 
 
 async def test_sixteen_concurrent_streams(aclient: Any) -> None:
     async def one(i: int) -> tuple[int, int, str]:
         stream = await aclient.chat.completions.create(
-            model="ponder-tiny", messages=[{"role": "user", "content": f"{10 + i}+{20 + i}+{30 + i}"}],
-            temperature=1.0, seed=i, max_tokens=300, stream=True, stream_options={"include_usage": True}, logprobs=True)
+            model="ponder-tiny",
+            messages=[{"role": "user", "content": f"{10 + i}+{20 + i}+{30 + i}"}],
+            temperature=1.0,
+            seed=i,
+            max_tokens=300,
+            stream=True,
+            stream_options={"include_usage": True},
+            logprobs=True,
+        )
         counted, usage, content = 0, 0, ""
         async for chunk in stream:
             if chunk.usage is not None:

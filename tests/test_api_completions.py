@@ -22,8 +22,14 @@ def test_completion_text_as_generated(client: Any) -> None:
 
 def test_completion_stream(client: Any) -> None:
     whole = client.completions.create(model="ponder-tiny", prompt=PROMPT, temperature=0, max_tokens=300)
-    stream = client.completions.create(model="ponder-tiny", prompt=PROMPT, temperature=0, max_tokens=300, stream=True,
-                                       stream_options={"include_usage": True})
+    stream = client.completions.create(
+        model="ponder-tiny",
+        prompt=PROMPT,
+        temperature=0,
+        max_tokens=300,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     text, usage = "", None
     for chunk in stream:
         usage = chunk.usage or usage

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -22,14 +23,22 @@ def wait_idle(tiny_server: Any, within: float = 5.0) -> float:
     raise AssertionError(f"engine still has {running(tiny_server)} running requests after {within} s")
 
 
-LONG = {"model": "ponder-tiny", "messages": [{"role": "user", "content": "12+34+56+78"}], "temperature": 1.0,
-        "max_tokens": 1500, "stream": True, "ignore_eos": True}
+LONG = {
+    "model": "ponder-tiny",
+    "messages": [{"role": "user", "content": "12+34+56+78"}],
+    "temperature": 1.0,
+    "max_tokens": 1500,
+    "stream": True,
+    "ignore_eos": True,
+}
 
 
 def test_disconnect_mid_stream_aborts_the_engine_request(tiny_server: Any) -> None:
     body = {**LONG, "strategy": {"name": "long_cot"}, "thinking": {"min_tokens": 1400, "max_waits": 64}}
-    with httpx.Client(base_url=tiny_server.url, headers=tiny_server.headers, timeout=60) as c, \
-            c.stream("POST", "/v1/chat/completions", json=body) as r:
+    with (
+        httpx.Client(base_url=tiny_server.url, headers=tiny_server.headers, timeout=60) as c,
+        c.stream("POST", "/v1/chat/completions", json=body) as r,
+    ):
         assert r.status_code == 200
         lines = 0
         for line in r.iter_lines():
@@ -42,8 +51,10 @@ def test_disconnect_mid_stream_aborts_the_engine_request(tiny_server: Any) -> No
 
 def test_disconnect_mid_vote_aborts_all_samples(tiny_server: Any) -> None:
     body = {**LONG, "strategy": {"name": "majority_vote", "n": 8}}
-    with httpx.Client(base_url=tiny_server.url, headers=tiny_server.headers, timeout=60) as c, \
-            c.stream("POST", "/v1/chat/completions", json=body) as r:
+    with (
+        httpx.Client(base_url=tiny_server.url, headers=tiny_server.headers, timeout=60) as c,
+        c.stream("POST", "/v1/chat/completions", json=body) as r,
+    ):
         for n, _ in enumerate(r.iter_lines()):
             if n > 10:
                 break
@@ -52,8 +63,6 @@ def test_disconnect_mid_vote_aborts_all_samples(tiny_server: Any) -> None:
 
 def test_disconnect_before_a_whole_response(tiny_server: Any) -> None:
     body = {**LONG, "stream": False, "strategy": {"name": "majority_vote", "n": 8}}
-    try:
+    with contextlib.suppress(httpx.TimeoutException):
         httpx.post(f"{tiny_server.url}/v1/chat/completions", json=body, headers=tiny_server.headers, timeout=0.5)
-    except httpx.TimeoutException:
-        pass
     assert wait_idle(tiny_server) < 2.5

@@ -58,7 +58,9 @@ def test_bad_requests_are_400_naming_the_parameter(http: httpx.Client, body: dic
 
 
 def test_malformed_json_and_empty_body(http: httpx.Client) -> None:
-    err = assert_error(http.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}), 400)
+    err = assert_error(
+        http.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}), 400
+    )
     assert "JSON" in err["message"]
     assert_error(http.post("/v1/chat/completions", content=b""), 400)
     assert_error(http.post("/v1/chat/completions", content=b"[1, 2]"), 400)

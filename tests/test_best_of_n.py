@@ -38,8 +38,9 @@ async def test_weighted_sums_scores_per_answer(tiny_tokenizer_dir: Path) -> None
 async def test_confidence_scorer_end_to_end(tiny_tokenizer_dir: Path) -> None:
     engine = ScriptedEngine(tiny_tokenizer_dir, script)
     scorer = ConfidenceScorer()
-    run = await run_strategy(engine, {"name": "best_of_n", "n": 6, "scorer": "confidence", "aggregate": "mean"},
-                             scorers=lambda name: scorer)
+    run = await run_strategy(
+        engine, {"name": "best_of_n", "n": 6, "scorer": "confidence", "aggregate": "mean"}, scorers=lambda name: scorer
+    )
     assert engine.calls[0].config.logprobs == scorer.logprobs
     scores = [s["score"] for s in run.report["samples"]]
     # DeepConf confidence is -mean(top-k logprobs): the scripted engine's top-k get

@@ -18,7 +18,11 @@ async def test_direct_streams_reasoning_then_content(tiny_tokenizer_dir: Path) -
     assert kinds.index(Content) > kinds.index(Reasoning)  # reasoning first
     assert run.finish == [Finish(0, "stop")]
     usage = run.ctx.usage
-    assert usage.completion_tokens == generated_tokens(engine) == len(engine.encode(trace("58+27=85", "85+44=129", answer=129)))
+    assert (
+        usage.completion_tokens
+        == generated_tokens(engine)
+        == len(engine.encode(trace("58+27=85", "85+44=129", answer=129)))
+    )
     assert usage.prompt_tokens == len(engine.calls[0].prompt)
     # everything up to and including </think> is reasoning
     assert usage.reasoning_tokens == len(engine.encode("<think>\n58+27=85\n85+44=129\n</think>"))

@@ -21,8 +21,9 @@ from ponder.strategies.registry import BUILTIN
 CASES = {"count": 0, "statuses": {}}  # type: ignore[var-annotated]
 
 scalars = st.none() | st.booleans() | st.integers(-(10**15), 10**15) | st.floats(allow_nan=False) | st.text(max_size=12)
-anything = st.recursive(scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
-                        max_leaves=6)
+anything = st.recursive(
+    scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3), max_leaves=6
+)
 
 
 def sometimes(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -53,8 +54,12 @@ strategy_obj = st.one_of(
         },
     ),
 )
-message = st.fixed_dictionaries({"role": sometimes(st.sampled_from(["user", "system", "assistant", "developer", "tool", "x"])),
-                                 "content": sometimes(st.text(max_size=30) | st.just("12+34"))})
+message = st.fixed_dictionaries(
+    {
+        "role": sometimes(st.sampled_from(["user", "system", "assistant", "developer", "tool", "x"])),
+        "content": sometimes(st.text(max_size=30) | st.just("12+34")),
+    }
+)
 common = {
     "max_tokens": sometimes(st.integers(-1, 12)),
     "n": sometimes(st.integers(-1, 3)),
@@ -70,12 +75,23 @@ common = {
 model = sometimes(st.sampled_from(["ponder-tiny", "ponder-tiny@majority_vote", "ponder-tiny@mcts", "gpt-4"]))
 chat_body = st.fixed_dictionaries(
     {"model": model, "messages": sometimes(st.lists(message, max_size=3))},
-    optional={**common, "logprobs": sometimes(st.booleans()), "top_logprobs": sometimes(st.integers(-1, 25)),
-              "max_completion_tokens": sometimes(st.integers(-1, 12)),
-              "reasoning_effort": sometimes(st.sampled_from(["minimal", "low", "medium", "high", "max"])),
-              "thinking": sometimes(st.fixed_dictionaries({}, optional={"min_tokens": st.integers(-1, 40),
-                                                                        "max_tokens": st.integers(-1, 40),
-                                                                        "max_waits": st.integers(-1, 3)}))},
+    optional={
+        **common,
+        "logprobs": sometimes(st.booleans()),
+        "top_logprobs": sometimes(st.integers(-1, 25)),
+        "max_completion_tokens": sometimes(st.integers(-1, 12)),
+        "reasoning_effort": sometimes(st.sampled_from(["minimal", "low", "medium", "high", "max"])),
+        "thinking": sometimes(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "min_tokens": st.integers(-1, 40),
+                    "max_tokens": st.integers(-1, 40),
+                    "max_waits": st.integers(-1, 3),
+                },
+            )
+        ),
+    },
 )
 completion_body = st.fixed_dictionaries(
     {"model": model, "prompt": sometimes(st.one_of(st.text(max_size=20), st.lists(st.integers(-3, 300), max_size=5)))},
@@ -135,8 +151,14 @@ def test_every_endpoint_in_the_schema_is_covered(limited_server: Any) -> None:
     assert ("POST", "/v1/chat/completions") in paths and ("POST", "/v1/completions") in paths
     for method, path in sorted(paths):
         for headers in (limited_server.headers, {}, {"Authorization": "Bearer nope"}):
-            r = httpx.request(method, f"{limited_server.url}{path}", headers=headers, params={"x": "1"}, timeout=30,
-                              **({"json": {"model": "ponder-tiny"}} if method == "POST" else {}))
+            r = httpx.request(
+                method,
+                f"{limited_server.url}{path}",
+                headers=headers,
+                params={"x": "1"},
+                timeout=30,
+                **({"json": {"model": "ponder-tiny"}} if method == "POST" else {}),
+            )
             check(r, False)
     health = httpx.get(f"{limited_server.url}/health", timeout=10).json()
     assert health["status"] == "ok"

@@ -18,8 +18,14 @@ from tests.server import start_server
 
 pytestmark = pytest.mark.slow
 
-LONG = {"model": "ponder-tiny", "messages": [{"role": "user", "content": "12+34+56+78"}], "max_tokens": 1500,
-        "stream": True, "strategy": "long_cot", "thinking": {"min_tokens": 1400, "max_waits": 64}}
+LONG = {
+    "model": "ponder-tiny",
+    "messages": [{"role": "user", "content": "12+34+56+78"}],
+    "max_tokens": 1500,
+    "stream": True,
+    "strategy": "long_cot",
+    "thinking": {"min_tokens": 1400, "max_waits": 64},
+}
 SHORT = {"model": "ponder-tiny", "messages": [{"role": "user", "content": "1+2"}], "max_tokens": 60, "temperature": 0}
 
 

@@ -49,8 +49,9 @@ async def test_min_tokens_appends_wait_and_thinks_longer(tiny_tokenizer_dir: Pat
 
 async def test_max_waits_bounds_the_forcing(tiny_tokenizer_dir: Path) -> None:
     engine = ScriptedEngine(tiny_tokenizer_dir, script)
-    run = await run_strategy(engine, "long_cot", thinking=Thinking(min_tokens=10_000, max_tokens=20_000, max_waits=3),
-                             max_tokens=2000)
+    run = await run_strategy(
+        engine, "long_cot", thinking=Thinking(min_tokens=10_000, max_tokens=20_000, max_waits=3), max_tokens=2000
+    )
     assert run.report["waits"] == 3
     assert run.reasoning.count("Wait") == 3
 

@@ -74,8 +74,9 @@ async def test_weighting_by_a_scorer_changes_the_winner(tiny_tokenizer_dir: Path
 async def test_confidence_weighting_asks_for_logprobs(tiny_tokenizer_dir: Path) -> None:
     engine = ScriptedEngine(tiny_tokenizer_dir, answers_by_index(3, 4))
     scorer = ConfidenceScorer()
-    run = await run_strategy(engine, {"name": "majority_vote", "n": 4, "weight": "confidence", "keep": 0.5},
-                             scorers=lambda name: scorer)
+    run = await run_strategy(
+        engine, {"name": "majority_vote", "n": 4, "weight": "confidence", "keep": 0.5}, scorers=lambda name: scorer
+    )
     assert engine.calls[0].config.logprobs == scorer.logprobs
     kept = [s for s in run.report["samples"] if s["score"] > 0]
     assert len(kept) == 2

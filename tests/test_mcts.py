@@ -17,7 +17,7 @@ def step_script(prompt: str, config, i: int) -> str:  # type: ignore[no-untyped-
     done = prompt.split("<think>\n", 1)[1] if "<think>\n" in prompt else ""
     wrong = "139" in done or ("85+44=" not in done and "58+27" in done and i == 1)
     steps = BAD if wrong else GOOD
-    k = sum(1 for s in steps if done.find(s.rstrip("<|end|>")) != -1)
+    k = sum(1 for s in steps if done.find(s.removesuffix("<|end|>")) != -1)
     rest = steps[k:] or [steps[-1]]
     return "".join(rest) if not config.stop else rest[0]
 
@@ -25,8 +25,9 @@ def step_script(prompt: str, config, i: int) -> str:  # type: ignore[no-untyped-
 async def test_mcts_finds_the_answer_with_a_scorer(tiny_tokenizer_dir: Path) -> None:
     engine = ScriptedEngine(tiny_tokenizer_dir, step_script)
     scorer = AnswerScorer({"129": 0.9, "139": 0.1}, default=0.5)
-    run = await run_strategy(engine, {"name": "mcts", "iterations": 8, "expand_k": 2, "value": "scorer"},
-                             scorers=lambda name: scorer)
+    run = await run_strategy(
+        engine, {"name": "mcts", "iterations": 8, "expand_k": 2, "value": "scorer"}, scorers=lambda name: scorer
+    )
     assert run.report["answer"] == "129"
     assert run.content == "The answer is \\boxed{129}."
     assert run.finish[0].reasoning == "58+27=85\n85+44=129\n"
@@ -51,8 +52,11 @@ async def test_mcts_rollout_values_without_a_scorer(tiny_tokenizer_dir: Path) ->
 async def test_mcts_budget_stops_the_search(tiny_tokenizer_dir: Path) -> None:
     engine = ScriptedEngine(tiny_tokenizer_dir, step_script)
     scorer = AnswerScorer({"129": 0.9}, default=0.5)
-    run = await run_strategy(engine, {"name": "mcts", "iterations": 50, "expand_k": 3, "value": "scorer", "budget": 120},
-                             scorers=lambda name: scorer)
+    run = await run_strategy(
+        engine,
+        {"name": "mcts", "iterations": 50, "expand_k": 3, "value": "scorer", "budget": 120},
+        scorers=lambda name: scorer,
+    )
     assert run.report["budget_exhausted"] is True
     assert run.ctx.usage.completion_tokens <= 120
     assert run.finish

@@ -52,6 +52,10 @@ def test_partial_conversion_is_redone(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_chat_on_smollm2(smol_client: Any) -> None:
     r = smol_client.chat.completions.create(
-        model="smollm2", messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0, max_tokens=30)
+        model="smollm2",
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        temperature=0,
+        max_tokens=30,
+    )
     assert "Paris" in r.choices[0].message.content
     assert r.usage.completion_tokens > 0 and r.usage.completion_tokens_details.reasoning_tokens == 0

@@ -25,19 +25,33 @@ pytestmark = pytest.mark.slow
 SECONDS = float(os.environ.get("PONDER_SOAK_SECONDS", "90"))
 WORKERS = 10  # the limited server admits 4 at once and queues 6
 RSS_MARGIN_MB, RSS_MARGIN_FRAC = 64, 0.15
-STRATEGIES = [None, "direct", {"name": "majority_vote", "n": 3}, {"name": "best_of_n", "n": 3},
-              {"name": "long_cot"}, {"name": "mcts", "iterations": 2, "expand_k": 2, "step_max_tokens": 12},
-              {"name": "majority_vote", "n": 4, "early_stop": 0.7, "wave": 2}]
-BAD = [{"model": "ponder-tiny"}, {"model": "nope", "messages": [{"role": "user", "content": "1+1"}]},
-       {"model": "ponder-tiny", "messages": [{"role": "user", "content": "1+1"}], "n": "x"},
-       {"model": "ponder-tiny", "messages": [{"role": "user", "content": "1+1"}], "strategy": "nope"}]
+STRATEGIES = [
+    None,
+    "direct",
+    {"name": "majority_vote", "n": 3},
+    {"name": "best_of_n", "n": 3},
+    {"name": "long_cot"},
+    {"name": "mcts", "iterations": 2, "expand_k": 2, "step_max_tokens": 12},
+    {"name": "majority_vote", "n": 4, "early_stop": 0.7, "wave": 2},
+]
+BAD = [
+    {"model": "ponder-tiny"},
+    {"model": "nope", "messages": [{"role": "user", "content": "1+1"}]},
+    {"model": "ponder-tiny", "messages": [{"role": "user", "content": "1+1"}], "n": "x"},
+    {"model": "ponder-tiny", "messages": [{"role": "user", "content": "1+1"}], "strategy": "nope"},
+]
 
 
 def body(rng: random.Random, stream: bool) -> dict[str, Any]:
     a, b, c = (rng.randint(10, 99) for _ in range(3))
-    out: dict[str, Any] = {"model": "ponder-tiny", "messages": [{"role": "user", "content": f"{a}+{b}+{c}"}],
-                           "max_tokens": rng.choice([16, 48, 160]), "temperature": 1.0, "seed": rng.randint(0, 999),
-                           "stream": stream}
+    out: dict[str, Any] = {
+        "model": "ponder-tiny",
+        "messages": [{"role": "user", "content": f"{a}+{b}+{c}"}],
+        "max_tokens": rng.choice([16, 48, 160]),
+        "temperature": 1.0,
+        "seed": rng.randint(0, 999),
+        "stream": stream,
+    }
     strategy = rng.choice(STRATEGIES)
     if strategy is not None:
         out["strategy"] = strategy
@@ -47,8 +61,11 @@ def body(rng: random.Random, stream: bool) -> dict[str, Any]:
 
 
 def usage_ok(u: dict[str, Any]) -> bool:
-    return (u["completion_tokens"] > 0 and u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"]
-            and 0 <= u["completion_tokens_details"]["reasoning_tokens"] <= u["completion_tokens"])
+    return (
+        u["completion_tokens"] > 0
+        and u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"]
+        and 0 <= u["completion_tokens_details"]["reasoning_tokens"] <= u["completion_tokens"]
+    )
 
 
 async def worker(i: int, client: httpx.AsyncClient, deadline: float, tally: Counter[str], problems: list[str]) -> None:
@@ -138,9 +155,11 @@ def test_soak(limited_server: Any) -> None:
         time.sleep(0.2)
         h = health(limited_server)
     rss_end = proc.memory_info().rss / 2**20
-    print(f"\nsoak {SECONDS:.0f} s, {WORKERS} workers: outcomes {dict(tally)}; peak in flight {h['peak_inflight']}; "
-          f"RSS {rss_start:.0f} -> {rss_end:.0f} MiB; engine running after: {h['models']['ponder-tiny']['running']}; "
-          f"tasks idle {idle['tasks']} -> {h['tasks']}; problems: {len(problems)}")
+    print(
+        f"\nsoak {SECONDS:.0f} s, {WORKERS} workers: outcomes {dict(tally)}; peak in flight {h['peak_inflight']}; "
+        f"RSS {rss_start:.0f} -> {rss_end:.0f} MiB; engine running after: {h['models']['ponder-tiny']['running']}; "
+        f"tasks idle {idle['tasks']} -> {h['tasks']}; problems: {len(problems)}"
+    )
     assert not problems, problems[:10]
     assert tally["ok"] > 0 and tally["rejected"] > 0  # the admission limit was really exceeded
     assert h["models"]["ponder-tiny"]["running"] == 0 and h["inflight"] == 0 and h["queued"] == 0

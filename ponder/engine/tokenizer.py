@@ -30,12 +30,8 @@ class ChatTokenizer:
         ids = self.hf.encode(text, add_special_tokens=False)
         return ids[0] if len(ids) == 1 else None
 
-    def render_chat(
-        self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True
-    ) -> list[int]:
-        text = self.hf.apply_chat_template(
-            list(messages), add_generation_prompt=add_generation_prompt, tokenize=False
-        )
+    def render_chat(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> list[int]:
+        text = self.hf.apply_chat_template(list(messages), add_generation_prompt=add_generation_prompt, tokenize=False)
         return self.encode(text)
 
     def encode(self, text: str) -> list[int]:

@@ -107,7 +107,7 @@ class VllmEngine:
             model=config.folder,
             served_model_name=[config.name],
             tokenizer=config.folder,
-            max_model_len=config.max_model_len,
+            max_model_len=config.max_model_len,  # type: ignore[arg-type]  # None: the model's
             dtype=config.dtype,  # type: ignore[arg-type]
             kv_cache_memory_bytes=int(config.kv_cache_gib * (1 << 30)),
             enforce_eager=config.enforce_eager,
@@ -132,9 +132,7 @@ class VllmEngine:
     def tokenizer(self) -> ChatTokenizer:
         return self._tok
 
-    def render_chat(
-        self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True
-    ) -> list[int]:
+    def render_chat(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> list[int]:
         return self._tok.render_chat(messages, add_generation_prompt=add_generation_prompt)
 
     def encode(self, text: str) -> list[int]:

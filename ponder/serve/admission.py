@@ -37,7 +37,9 @@ class AdmissionConfig:
             raise ValueError("max_inflight must be >= 1; max_queue and max_queue_tokens >= 0")
         if self.queue_timeout < 0:
             raise ValueError("queue_timeout must be >= 0")
-        if (self.key_concurrency is not None and self.key_concurrency < 1) or (self.key_tpm is not None and self.key_tpm < 1):
+        if (self.key_concurrency is not None and self.key_concurrency < 1) or (
+            self.key_tpm is not None and self.key_tpm < 1
+        ):
             raise ValueError("per-key limits must be >= 1")
 
 
@@ -45,7 +47,9 @@ def expected_tokens(params: Any, max_tokens: int, n: int, budget: int) -> int:
     """A request's expected generated tokens, for weighing it in the queue."""
     samples = max(n, int(getattr(params, "n", 1) or 1))
     if hasattr(params, "iterations"):
-        samples = int(params.iterations) * int(getattr(params, "expand_k", 1)) + int(getattr(params, "rollouts", 0) or 0)
+        samples = int(params.iterations) * int(getattr(params, "expand_k", 1)) + int(
+            getattr(params, "rollouts", 0) or 0
+        )
     return max(1, min(budget, samples * max_tokens))
 
 
@@ -98,14 +102,22 @@ class Admission:
     def _check_key(self, key: str) -> None:
         c = self.config
         if c.key_concurrency is not None and self.per_key[key] >= c.key_concurrency:
-            raise APIError(429, f"too many concurrent requests for this API key (limit {c.key_concurrency})",
-                           code="rate_limit_exceeded", headers={"Retry-After": "1"})
+            raise APIError(
+                429,
+                f"too many concurrent requests for this API key (limit {c.key_concurrency})",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": "1"},
+            )
         if c.key_tpm is not None:
             bucket = self.buckets.setdefault(key, _Bucket(c.key_tpm))
             wait = bucket.wait_seconds()
             if wait > 0:
-                raise APIError(429, f"token rate limit reached for this API key ({c.key_tpm} tokens/min)",
-                               code="rate_limit_exceeded", headers={"Retry-After": str(max(1, math.ceil(wait)))})
+                raise APIError(
+                    429,
+                    f"token rate limit reached for this API key ({c.key_tpm} tokens/min)",
+                    code="rate_limit_exceeded",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                )
 
     async def admit(self, key: str, cost: int) -> Ticket:
         """Wait (bounded) for a place; raises 429/503 APIErrors instead of waiting forever."""
@@ -116,8 +128,12 @@ class Admission:
             self.inflight += 1
         else:
             if len(self.queue) >= c.max_queue or self.queued_tokens + cost > c.max_queue_tokens:
-                raise APIError(503, "the server is at capacity; retry later", code="overloaded",
-                               headers={"Retry-After": str(max(1, math.ceil(c.queue_timeout / 4)))})
+                raise APIError(
+                    503,
+                    "the server is at capacity; retry later",
+                    code="overloaded",
+                    headers={"Retry-After": str(max(1, math.ceil(c.queue_timeout / 4)))},
+                )
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             entry = (fut, cost)
             self.queue.append(entry)
@@ -132,8 +148,12 @@ class Admission:
                 elif fut.done() and not fut.cancelled():
                     self._free_place()  # granted, but we are leaving: pass the place on
                 if isinstance(e, TimeoutError):
-                    raise APIError(503, f"no capacity within {c.queue_timeout:.0f} s; retry later", code="overloaded",
-                                   headers={"Retry-After": str(max(1, math.ceil(c.queue_timeout / 4)))}) from None
+                    raise APIError(
+                        503,
+                        f"no capacity within {c.queue_timeout:.0f} s; retry later",
+                        code="overloaded",
+                        headers={"Retry-After": str(max(1, math.ceil(c.queue_timeout / 4)))},
+                    ) from None
                 raise
         self.peak_inflight = max(self.peak_inflight, self.inflight)
         self.per_key[key] += 1

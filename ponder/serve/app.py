@@ -15,11 +15,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, start_http_server
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ponder import __version__
-from ponder.serve.config import ServerConfig
 from ponder.serve.auth import require_key
+from ponder.serve.config import ServerConfig
 from ponder.serve.errors import APIError, error_response
-from ponder.serve.runner import outcome_of
 from ponder.serve.routes import api, open_routes
+from ponder.serve.runner import outcome_of
 from ponder.serve.state import ServedModel, ServerState
 from ponder.strategies.registry import load_builtin
 
@@ -52,7 +52,9 @@ def load_models(state: ServerState) -> list[ServedModel]:
         )
         state.metrics.vllm.capture()
         log.info("engine for %s ready in %.1f s", source.name, time.monotonic() - start)
-        served.append(ServedModel(source.name, engine, source.folder, defaults=ServedModel.generation_defaults(source.folder)))
+        served.append(
+            ServedModel(source.name, engine, source.folder, defaults=ServedModel.generation_defaults(source.folder))
+        )
     return served
 
 
@@ -73,8 +75,12 @@ def create_app(config: ServerConfig, loader: ModelLoader = load_models) -> FastA
                 with contextlib.suppress(Exception):
                     await model.engine.shutdown()
 
-    app = FastAPI(title="Ponder", version=__version__, lifespan=lifespan,
-                  description="OpenAI-compatible server over vLLM with per-request test-time strategies.")
+    app = FastAPI(
+        title="Ponder",
+        version=__version__,
+        lifespan=lifespan,
+        description="OpenAI-compatible server over vLLM with per-request test-time strategies.",
+    )
     app.state.ponder = state
     app.include_router(open_routes)
     app.include_router(api)
@@ -91,8 +97,14 @@ def create_app(config: ServerConfig, loader: ModelLoader = load_models) -> FastA
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
-        return error_response(APIError(e.status_code, str(e.detail), code="not_found" if e.status_code == 404 else None,
-                                       headers=getattr(e, "headers", None)))
+        return error_response(
+            APIError(
+                e.status_code,
+                str(e.detail),
+                code="not_found" if e.status_code == 404 else None,
+                headers=getattr(e, "headers", None),
+            )
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, e: RequestValidationError) -> JSONResponse:

@@ -66,11 +66,20 @@ class ChatFormat:
         self.choices = [ChoiceState() for _ in range(n)]
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-        return {"id": self.rid, "object": self.object_chunk, "created": self.created, "model": self.model, "choices": choices, **extra}
+        return {
+            "id": self.rid,
+            "object": self.object_chunk,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            **extra,
+        }
 
     def opening(self) -> list[dict[str, Any]]:
         return [
-            self._chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])
+            self._chunk(
+                [{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]
+            )
             for i in range(self.n)
         ]
 
@@ -114,7 +123,9 @@ class ChatFormat:
                 message["reasoning_content"] = c.reasoning
                 message["reasoning"] = c.reasoning
             logprobs = _chat_logprobs(c.logprobs, self.top) if self.top is not None else None
-            choices.append({"index": i, "message": message, "logprobs": logprobs, "finish_reason": c.finish_reason or "abort"})
+            choices.append(
+                {"index": i, "message": message, "logprobs": logprobs, "finish_reason": c.finish_reason or "abort"}
+            )
         return {
             "id": self.rid,
             "object": self.object_full,

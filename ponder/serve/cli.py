@@ -35,13 +35,15 @@ def _keys(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(dict.fromkeys(keys))
 
 
-def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
     d = Limits()
     p = sub.add_parser("serve", help="start the OpenAI-compatible server")
     p.add_argument("--model", action="append", help="ponder-tiny, smollm2, a model folder, or NAME=FOLDER (repeatable)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--api-key", action="append", help="accepted API key (repeatable; also $PONDER_API_KEY, comma-separated)")
+    p.add_argument(
+        "--api-key", action="append", help="accepted API key (repeatable; also $PONDER_API_KEY, comma-separated)"
+    )
     p.add_argument("--api-key-file", help="file with one API key per line")
     p.add_argument("--max-model-len", type=int, default=None, help="context length (default: the model's)")
     p.add_argument("--kv-cache-gib", type=float, default=1.0, help="KV-cache size per engine, GiB")
@@ -55,8 +57,12 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     g.add_argument("--max-n", type=int, default=d.max_n, help="largest `n` (choices) a request may ask")
     g.add_argument("--max-tokens-limit", type=int, default=None, help="largest max_tokens (default: context length)")
     g.add_argument("--default-max-tokens", type=int, default=d.default_max_tokens)
-    g.add_argument("--max-request-tokens", type=int, default=d.max_request_tokens,
-                   help="compute budget cap: generated tokens across all of a request's sub-generations")
+    g.add_argument(
+        "--max-request-tokens",
+        type=int,
+        default=d.max_request_tokens,
+        help="compute budget cap: generated tokens across all of a request's sub-generations",
+    )
     g.add_argument("--max-stop", type=int, default=d.max_stop)
     g.add_argument("--max-samples", type=int, default=d.max_samples, help="largest strategy sample count")
     g.add_argument("--max-iterations", type=int, default=d.max_iterations, help="largest MCTS iteration count")
@@ -67,8 +73,12 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     g = p.add_argument_group("admission and per-key limits")
     g.add_argument("--max-inflight", type=int, default=a.max_inflight, help="requests running at once")
     g.add_argument("--max-queue", type=int, default=a.max_queue, help="requests waiting for a place")
-    g.add_argument("--max-queue-tokens", type=int, default=a.max_queue_tokens,
-                   help="expected generated tokens of all waiting requests")
+    g.add_argument(
+        "--max-queue-tokens",
+        type=int,
+        default=a.max_queue_tokens,
+        help="expected generated tokens of all waiting requests",
+    )
     g.add_argument("--queue-timeout", type=float, default=a.queue_timeout, help="longest wait for a place, s")
     g.add_argument("--key-max-concurrency", type=int, default=None, help="requests at once per API key")
     g.add_argument("--key-tpm", type=int, default=None, help="tokens per minute per API key (prompt + generated)")
@@ -139,8 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("prepare-models", help="convert SmolLM2 into the cache and check ponder-tiny")
     for name, module in TOOLS.items():
         sub.add_parser(name, help=f"see python -m {module} --help", add_help=False)
-    sub.add_parser("bench", help="run a benchmark: ponder bench {load,scaling,kernels,compare_vllm,affinity} ...",
-                   add_help=False)
+    sub.add_parser(
+        "bench", help="run a benchmark: ponder bench {load,scaling,kernels,compare_vllm,affinity} ...", add_help=False
+    )
     args, rest = parser.parse_known_args(argv)
     if args.command == "serve":
         if rest:

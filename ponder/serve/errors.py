@@ -56,10 +56,16 @@ def from_validation_error(e: ValidationError) -> APIError:
     """The first problem of a pydantic error, naming the field (`messages.0.role`)."""
     err = e.errors(include_url=False)[0]
     if err["type"] == "json_invalid":
-        return bad_request(f"the request body is not valid JSON: {err.get('ctx', {}).get('error', err['msg'])}", code="invalid_json")
+        return bad_request(
+            f"the request body is not valid JSON: {err.get('ctx', {}).get('error', err['msg'])}", code="invalid_json"
+        )
     loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "json-or-python"))]
     # union members show up as loc parts like 'str' / 'list[...]': keep the field path only
-    loc = [p for p in loc if not (p in {"str", "int", "float", "bool", "dict[str,any]"} or p.startswith(("list[", "constrained-")))]
+    loc = [
+        p
+        for p in loc
+        if not (p in {"str", "int", "float", "bool", "dict[str,any]"} or p.startswith(("list[", "constrained-")))
+    ]
     param = ".".join(loc) or None
     message = f"{param}: {err['msg']}" if param else err["msg"]
     code = "missing_required_parameter" if err["type"] == "missing" else "invalid_value"

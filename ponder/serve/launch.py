@@ -56,11 +56,24 @@ class Server:
         return self.proc.returncode
 
 
-def start(cmd: Sequence[str], port: int, log: Path, *, api_key: str | None = None, env: dict[str, str] | None = None,
-          timeout: float = 300.0, progress: bool = False) -> Server:
+def start(
+    cmd: Sequence[str],
+    port: int,
+    log: Path,
+    *,
+    api_key: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300.0,
+    progress: bool = False,
+) -> Server:
     """Run `cmd` (which must listen on `port`) and wait until its /health answers 200."""
-    proc = subprocess.Popen(list(cmd), stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        list(cmd),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
     server = Server(f"http://127.0.0.1:{port}", proc, log, api_key)
     start_time = time.monotonic()
     last_note = start_time
@@ -74,15 +87,24 @@ def start(cmd: Sequence[str], port: int, log: Path, *, api_key: str | None = Non
             pass
         if progress and time.monotonic() - last_note > 10:
             last_note = time.monotonic()
-            print(f"  ... waiting for {cmd[2] if len(cmd) > 2 else cmd[0]} on :{port} "
-                  f"({last_note - start_time:.0f} s)", file=sys.stderr, flush=True)
+            print(
+                f"  ... waiting for {cmd[2] if len(cmd) > 2 else cmd[0]} on :{port} ({last_note - start_time:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
         time.sleep(0.5)
     server.stop()
     raise RuntimeError(f"server did not become healthy in {timeout:.0f} s:\n{server.log_tail()}")
 
 
-def start_ponder(args: Sequence[str], *, log_dir: Path | None = None, api_key: str | None = None,
-                 env: dict[str, str] | None = None, progress: bool = False) -> Server:
+def start_ponder(
+    args: Sequence[str],
+    *,
+    log_dir: Path | None = None,
+    api_key: str | None = None,
+    env: dict[str, str] | None = None,
+    progress: bool = False,
+) -> Server:
     port = free_port()
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="ponder-"))
     cmd = [sys.executable, "-m", "ponder.serve.cli", "serve", "--port", str(port), "--log-level", "warning", *args]

@@ -91,8 +91,11 @@ class PonderServer(uvicorn.Server):
                 except Exception as e:  # noqa: BLE001 - any failure is a dead engine
                     self.state.engine_dead = self.state.engine_dead or f"{name}: {e}"
             if self.state.engine_dead:
-                log.error("engine dead (%s): failing requests with 503, exiting in %.0f s", self.state.engine_dead,
-                          self.dead_exit_delay)
+                log.error(
+                    "engine dead (%s): failing requests with 503, exiting in %.0f s",
+                    self.state.engine_dead,
+                    self.dead_exit_delay,
+                )
                 await asyncio.sleep(self.dead_exit_delay)
                 err = APIError(503, "the inference engine is unavailable", code="engine_dead")
                 for run in list(self.state.runs):

@@ -61,7 +61,9 @@ class VllmCollectors:
                 for family in collector.collect():
                     merged = families.get(family.name)
                     if merged is None:
-                        merged = families[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
+                        merged = families[family.name] = Metric(
+                            family.name, family.documentation, family.type, family.unit
+                        )
                     merged.samples.extend(family.samples)
         return list(families.values())
 
@@ -72,33 +74,67 @@ class Metrics:
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         self.vllm = VllmCollectors()
-        r.register(self.vllm)  # type: ignore[arg-type]
+        r.register(self.vllm)
         self.requests = Counter("ponder_requests", "Requests by strategy and outcome", (*ML, "outcome"), registry=r)
-        self.latency = Histogram("ponder_request_duration_seconds", "End-to-end request latency", ML,
-                                 buckets=LATENCY_BUCKETS, registry=r)
-        self.ttft = Histogram("ponder_time_to_first_token_seconds", "Time to the first reasoning or answer token", ML,
-                              buckets=LATENCY_BUCKETS, registry=r)
-        self.itl = Histogram("ponder_inter_token_latency_seconds", "Time between streamed token deltas", ML,
-                             buckets=ITL_BUCKETS, registry=r)
-        self.tokens = Counter("ponder_tokens", "Tokens by kind (prompt, cached, reasoning, answer)", (*ML, "kind"), registry=r)
-        self.request_tokens = Histogram("ponder_request_generated_tokens", "Generated tokens per request (all samples)", ML,
-                                        buckets=TOKEN_BUCKETS, registry=r)
-        self.samples = Histogram("ponder_request_samples", "Samples generated per request", ML, buckets=COUNT_BUCKETS, registry=r)
-        self.engine_requests = Histogram("ponder_request_engine_requests", "Engine requests per request", ML,
-                                         buckets=COUNT_BUCKETS, registry=r)
-        self.tree_nodes = Histogram("ponder_mcts_tree_nodes", "MCTS tree size per request", ML, buckets=COUNT_BUCKETS, registry=r)
-        self.agreement = Histogram("ponder_vote_agreement", "Share of the votes the chosen answer got", ML,
-                                   buckets=SHARE_BUCKETS, registry=r)
-        self.reward = Histogram("ponder_reward_score", "Scores the scorers gave candidates", (*ML, "scorer"),
-                                buckets=SCORE_BUCKETS, registry=r)
-        self.early_stops = Counter("ponder_early_stops", "Requests a strategy stopped early (agreement reached)", ML, registry=r)
-        self.budget_exhausted = Counter("ponder_budget_exhausted", "Requests that spent their whole compute budget", ML,
-                                        registry=r)
-        self.aborts = Counter("ponder_engine_aborts", "Engine requests aborted (disconnects, errors, deadlines)", ("model",),
-                              registry=r)
+        self.latency = Histogram(
+            "ponder_request_duration_seconds", "End-to-end request latency", ML, buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.ttft = Histogram(
+            "ponder_time_to_first_token_seconds",
+            "Time to the first reasoning or answer token",
+            ML,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.itl = Histogram(
+            "ponder_inter_token_latency_seconds",
+            "Time between streamed token deltas",
+            ML,
+            buckets=ITL_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "ponder_tokens", "Tokens by kind (prompt, cached, reasoning, answer)", (*ML, "kind"), registry=r
+        )
+        self.request_tokens = Histogram(
+            "ponder_request_generated_tokens",
+            "Generated tokens per request (all samples)",
+            ML,
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.samples = Histogram(
+            "ponder_request_samples", "Samples generated per request", ML, buckets=COUNT_BUCKETS, registry=r
+        )
+        self.engine_requests = Histogram(
+            "ponder_request_engine_requests", "Engine requests per request", ML, buckets=COUNT_BUCKETS, registry=r
+        )
+        self.tree_nodes = Histogram(
+            "ponder_mcts_tree_nodes", "MCTS tree size per request", ML, buckets=COUNT_BUCKETS, registry=r
+        )
+        self.agreement = Histogram(
+            "ponder_vote_agreement", "Share of the votes the chosen answer got", ML, buckets=SHARE_BUCKETS, registry=r
+        )
+        self.reward = Histogram(
+            "ponder_reward_score",
+            "Scores the scorers gave candidates",
+            (*ML, "scorer"),
+            buckets=SCORE_BUCKETS,
+            registry=r,
+        )
+        self.early_stops = Counter(
+            "ponder_early_stops", "Requests a strategy stopped early (agreement reached)", ML, registry=r
+        )
+        self.budget_exhausted = Counter(
+            "ponder_budget_exhausted", "Requests that spent their whole compute budget", ML, registry=r
+        )
+        self.aborts = Counter(
+            "ponder_engine_aborts", "Engine requests aborted (disconnects, errors, deadlines)", ("model",), registry=r
+        )
         self.inflight = Gauge("ponder_requests_in_flight", "Requests being served", ML, registry=r)
-        self.queue_wait = Histogram("ponder_queue_wait_seconds", "Time a request waited for admission", ML,
-                                    buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_wait = Histogram(
+            "ponder_queue_wait_seconds", "Time a request waited for admission", ML, buckets=LATENCY_BUCKETS, registry=r
+        )
         self.queued = Gauge("ponder_requests_queued", "Requests waiting for admission", ("model",), registry=r)
 
     def render(self) -> bytes:
@@ -135,8 +171,12 @@ class RequestObserver:
         self.m.latency.labels(*labels).observe(time.perf_counter() - self.start)
         if usage is not None:
             answer = usage.completion_tokens - usage.reasoning_tokens
-            for kind, value in (("prompt", usage.prompt_tokens), ("cached", usage.cached_tokens),
-                                ("reasoning", usage.reasoning_tokens), ("answer", answer)):
+            for kind, value in (
+                ("prompt", usage.prompt_tokens),
+                ("cached", usage.cached_tokens),
+                ("reasoning", usage.reasoning_tokens),
+                ("answer", answer),
+            ):
                 if value:
                     self.m.tokens.labels(*labels, kind).inc(value)
             self.m.request_tokens.labels(*labels).observe(usage.completion_tokens)

@@ -93,7 +93,9 @@ def _max_tokens(asked: int | None, prompt_len: int, model: ServedModel, limits: 
     return asked
 
 
-def _strategy(req: _SamplingFields, alias: str | None, wants_thinking: bool, limits: Limits) -> tuple[StrategySpec, Any, int]:
+def _strategy(
+    req: _SamplingFields, alias: str | None, wants_thinking: bool, limits: Limits
+) -> tuple[StrategySpec, Any, int]:
     raw = req.strategy if req.strategy is not None else alias
     if raw is None and wants_thinking and "long_cot" in STRATEGIES:
         raw = "long_cot"
@@ -134,7 +136,9 @@ def _check_scorers(state: ServerState, model: ServedModel, params: Any) -> None:
         aggregate = getattr(params, "aggregate", None)
         if attr == "scorer" and aggregate is not None and aggregate not in scorer.aggregates:
             allowed = ", ".join(scorer.aggregates) or "none"
-            raise bad_request(f"scorer {scorer.name!r} takes strategy.aggregate in: {allowed}", param="strategy.aggregate")
+            raise bad_request(
+                f"scorer {scorer.name!r} takes strategy.aggregate in: {allowed}", param="strategy.aggregate"
+            )
 
 
 def _thinking(req: ChatCompletionRequest) -> Thinking:
@@ -157,7 +161,9 @@ def _timeout(req: _SamplingFields, limits: Limits) -> float:
     return req.timeout
 
 
-def _sampling(req: _SamplingFields, model: ServedModel, n: int, max_tokens: int, logprobs: int | None, stop: tuple[str, ...]) -> SamplingConfig:
+def _sampling(
+    req: _SamplingFields, model: ServedModel, n: int, max_tokens: int, logprobs: int | None, stop: tuple[str, ...]
+) -> SamplingConfig:
     d = model.defaults
     try:
         return SamplingConfig(

@@ -41,7 +41,9 @@ class ThinkingRequest(_Model):
 
 
 class _SamplingFields(_Model):
-    model: str = Field(min_length=1, description="A served model or a strategy alias such as `ponder-tiny@majority_vote`.")
+    model: str = Field(
+        min_length=1, description="A served model or a strategy alias such as `ponder-tiny@majority_vote`."
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, description="Choices to return (`direct` only; other strategies return one).")
@@ -59,7 +61,9 @@ class _SamplingFields(_Model):
     strategy: str | dict[str, Any] | None = Field(
         None, description='Test-time strategy: a name or {"name": ..., params}. See GET /v1/strategies.'
     )
-    timeout: float | None = Field(None, gt=0, description="Seconds before the request is aborted (capped by the server).")
+    timeout: float | None = Field(
+        None, gt=0, description="Seconds before the request is aborted (capped by the server)."
+    )
 
 
 class ChatCompletionRequest(_SamplingFields):

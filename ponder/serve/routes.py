@@ -58,7 +58,15 @@ async def _parse(request: Request, model: type[BaseModel], state: ServerState) -
         raise from_validation_error(e) from None
 
 
-@api.post("/v1/chat/completions", openapi_extra={"requestBody": {"content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}}, "required": True}})
+@api.post(
+    "/v1/chat/completions",
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}},
+            "required": True,
+        }
+    },
+)
 async def chat_completions(request: Request) -> Any:
     state = _state(request)
     req: ChatCompletionRequest = await _parse(request, ChatCompletionRequest, state)
@@ -67,35 +75,48 @@ async def chat_completions(request: Request) -> Any:
     request.state.labels = (model.name, "none")
     messages = flatten_messages(req.messages, state.config.limits)
     try:
-        prompt_ids = await asyncio.to_thread(model.engine.render_chat, messages) if len(messages) > 8 else model.engine.render_chat(messages)
+        prompt_ids = (
+            await asyncio.to_thread(model.engine.render_chat, messages)
+            if len(messages) > 8
+            else model.engine.render_chat(messages)
+        )
     except Exception as e:  # template errors (e.g. roles a template rejects) are the client's
-        raise bad_request(f"the messages cannot be rendered with this model's chat template: {e}", param="messages") from None
+        raise bad_request(
+            f"the messages cannot be rendered with this model's chat template: {e}", param="messages"
+        ) from None
     prep = prepare(state, req, prompt_ids, model, alias, messages)
     rid = new_request_id("chatcmpl")
     fmt = ChatFormat(rid, req.model, int(time.time()), req.n, prep.logprobs)
     return await respond(request, state, prep, fmt, rid)
 
 
-@api.post("/v1/completions", openapi_extra={"requestBody": {"content": {"application/json": {"schema": CompletionRequest.model_json_schema()}}, "required": True}})
+@api.post(
+    "/v1/completions",
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/json": {"schema": CompletionRequest.model_json_schema()}},
+            "required": True,
+        }
+    },
+)
 async def completions(request: Request) -> Any:
     state = _state(request)
     req: CompletionRequest = await _parse(request, CompletionRequest, state)
     _check_serving(state)
     model, alias = state.lookup(req.model)
     request.state.labels = (model.name, "none")
-    prompt = req.prompt
+    prompt: Any = req.prompt
+    if isinstance(prompt, list) and len(prompt) == 1 and not isinstance(prompt[0], int):
+        prompt = prompt[0]  # a batch of one
     if isinstance(prompt, str):
         prompt_ids = model.engine.tokenizer.encode_prompt(prompt)
     elif prompt and all(isinstance(t, int) for t in prompt):
-        prompt_ids = list(prompt)  # type: ignore[arg-type]
+        prompt_ids = list(prompt)
         check_token_ids(prompt_ids, len(model.engine.tokenizer.hf), "prompt")
-    elif len(prompt) == 1:
-        one = prompt[0]
-        prompt_ids = model.engine.tokenizer.encode_prompt(one) if isinstance(one, str) else list(one)
-        if not isinstance(one, str):
-            check_token_ids(prompt_ids, len(model.engine.tokenizer.hf), "prompt")
     else:
-        raise bad_request("prompt must be one string or one list of token ids (batches are not supported)", param="prompt")
+        raise bad_request(
+            "prompt must be one string or one list of token ids (batches are not supported)", param="prompt"
+        )
     if not prompt_ids:
         raise bad_request("prompt must not be empty", param="prompt")
     prep = prepare(state, req, prompt_ids, model, alias)
@@ -109,13 +130,30 @@ async def list_models(request: Request) -> dict[str, Any]:
     state = _state(request)
     data = []
     for model in state.models.values():
-        data.append({"id": model.name, "object": "model", "created": model.created, "owned_by": "ponder",
-                     "root": model.folder, "max_model_len": model.engine.max_model_len})
+        data.append(
+            {
+                "id": model.name,
+                "object": "model",
+                "created": model.created,
+                "owned_by": "ponder",
+                "root": model.folder,
+                "max_model_len": model.engine.max_model_len,
+            }
+        )
         for name in STRATEGIES:
             if name != "direct":
-                data.append({"id": f"{model.name}@{name}", "object": "model", "created": model.created,
-                             "owned_by": "ponder", "root": model.folder, "parent": model.name, "strategy": name,
-                             "max_model_len": model.engine.max_model_len})
+                data.append(
+                    {
+                        "id": f"{model.name}@{name}",
+                        "object": "model",
+                        "created": model.created,
+                        "owned_by": "ponder",
+                        "root": model.folder,
+                        "parent": model.name,
+                        "strategy": name,
+                        "max_model_len": model.engine.max_model_len,
+                    }
+                )
     return {"object": "list", "data": data}
 
 
@@ -149,8 +187,14 @@ async def health(request: Request) -> JSONResponse:
         status = "dead"
     code = 200 if status == "ok" else 503
     adm = state.admission
-    body = {"status": status, "models": models, "inflight": adm.inflight, "queued": adm.queued,
-            "peak_inflight": adm.peak_inflight, "tasks": len(asyncio.all_tasks())}
+    body = {
+        "status": status,
+        "models": models,
+        "inflight": adm.inflight,
+        "queued": adm.queued,
+        "peak_inflight": adm.peak_inflight,
+        "tasks": len(asyncio.all_tasks()),
+    }
     return JSONResponse(body, status_code=code)
 
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import Request
@@ -67,7 +67,10 @@ class StrategyRun:
     def __init__(self, state: ServerState, prep: Prepared, rid: str, ticket: Ticket | None = None) -> None:
         self.state, self.prep, self.rid, self.ticket = state, prep, rid, ticket
         self.ctx = StrategyContext(
-            prep.model.engine, prep.request, request_id=rid, budget=Budget(prep.budget),
+            prep.model.engine,
+            prep.request,
+            request_id=rid,
+            budget=Budget(prep.budget),
             scorers=state.scorers_for(prep.model),
         )
         self.observer = RequestObserver(state.metrics, prep.model.name, prep.spec.name)
@@ -89,7 +92,7 @@ class StrategyRun:
         except BaseException as e:  # handed to the consumer, which maps it to an API error
             self._queue.put_nowait(e)
 
-    async def events(self) -> AsyncIterator[Event]:
+    async def events(self) -> AsyncGenerator[Event, None]:
         self._task = asyncio.get_running_loop().create_task(self._produce())
         deadline = time.monotonic() + self.prep.timeout
         try:
@@ -188,8 +191,17 @@ async def respond(request: Request, state: ServerState, prep: Prepared, fmt: Cha
             work.cancel()
             with contextlib.suppress(BaseException):
                 await work
-            return JSONResponse({"error": {"message": "client disconnected", "type": "cancelled", "param": None,
-                                           "code": "client_disconnected"}}, status_code=499)
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": "client disconnected",
+                        "type": "cancelled",
+                        "param": None,
+                        "code": "client_disconnected",
+                    }
+                },
+                status_code=499,
+            )
         exc = work.exception()
         if exc is not None:
             err = to_api_error(exc, state, rid)
@@ -214,9 +226,15 @@ async def _sse(run: StrategyRun, fmt: ChatFormat, prep: Prepared, state: ServerS
             async with contextlib.aclosing(run.events()) as events:
                 async for ev in events:
                     if isinstance(ev, Progress):
-                        yield ServerSentEvent(data=dumps(fmt.side({"type": "progress", "strategy": prep.spec.name, **ev.data})), event="ponder.progress")
+                        yield ServerSentEvent(
+                            data=dumps(fmt.side({"type": "progress", "strategy": prep.spec.name, **ev.data})),
+                            event="ponder.progress",
+                        )
                     elif isinstance(ev, Report):
-                        yield ServerSentEvent(data=dumps(fmt.side({"type": "result", "strategy": prep.spec.name, **ev.data})), event="ponder.result")
+                        yield ServerSentEvent(
+                            data=dumps(fmt.side({"type": "result", "strategy": prep.spec.name, **ev.data})),
+                            event="ponder.result",
+                        )
                     else:
                         yield dumps(fmt.delta(ev))
             if prep.include_usage:

@@ -64,7 +64,9 @@ class ServerState:
         model = self.models.get(base)
         if model is None or (alias and alias not in STRATEGIES):
             known = ", ".join(self.model_ids())
-            raise APIError(404, f"The model '{name}' does not exist. Served: {known}", param="model", code="model_not_found")
+            raise APIError(
+                404, f"The model '{name}' does not exist. Served: {known}", param="model", code="model_not_found"
+            )
         return model, alias or None
 
     def model_ids(self) -> list[str]:

@@ -9,7 +9,7 @@ the answer with the largest sum (search-and-learn's weighted Best-of-N).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from ponder.rewards.base import Candidate
@@ -40,7 +40,7 @@ class BestOfNParams:
 
 
 @strategy("best_of_n", BestOfNParams)
-async def best_of_n(ctx: StrategyContext, params: BestOfNParams) -> AsyncIterator[Event]:
+async def best_of_n(ctx: StrategyContext, params: BestOfNParams) -> AsyncGenerator[Event, None]:
     """Sample N, score each with a reward model, return the best (or the best-weighted answer)."""
     scorer = ctx.scorer(params.scorer)
     if params.aggregate is not None and params.aggregate not in scorer.aggregates:
@@ -58,27 +58,42 @@ async def best_of_n(ctx: StrategyContext, params: BestOfNParams) -> AsyncIterato
         params.aggregate,
     )
     by_index = {d.index: s.score for d, s in zip(drawn, scores, strict=True)}
-    yield Progress({"phase": "scored", "scorer": scorer.name,
-                    "scores": [{"index": d.index, "answer": d.answer, "score": round(by_index[d.index], 6)} for d in drawn]})
+    yield Progress(
+        {
+            "phase": "scored",
+            "scorer": scorer.name,
+            "scores": [{"index": d.index, "answer": d.answer, "score": round(by_index[d.index], 6)} for d in drawn],
+        }
+    )
     best = sorted(drawn, key=lambda d: (-by_index[d.index], d.index))
     ranked = tally((d.index, d.answer, by_index[d.index]) for d in drawn) if params.weighted else []
+    chosen: Drawn | None
     if params.weighted and ranked:
         chosen = next(d for d in best if d.answer == ranked[0].answer)
     else:
         chosen = best[0] if best else None
     if chosen is not None:
         yield Content(chosen.content or chosen.sample.text)
-    yield Finish(0, (chosen.sample.finish_reason or "stop") if chosen else "length", chosen.reasoning if chosen else None)
-    yield Report({
-        "strategy": "best_of_n",
-        "scorer": scorer.name,
-        "aggregate": params.aggregate,
-        "weighted": params.weighted,
-        "answer": chosen.answer if chosen else None,
-        "chosen": chosen.index if chosen else None,
-        "samples": sample_report(drawn, by_index),
-        "answers": [{"answer": t.answer, "votes": t.votes, "weight": round(t.weight, 6)} for t in ranked] if params.weighted else None,
-        "scores": [{"index": d.index, "steps": list(s.steps)} for d, s in zip(drawn, scores, strict=True) if s.steps] or None,
-        "budget_exhausted": budget_out,
-        "tokens": ctx.usage.completion_tokens,
-    })
+    yield Finish(
+        0, (chosen.sample.finish_reason or "stop") if chosen else "length", chosen.reasoning if chosen else None
+    )
+    yield Report(
+        {
+            "strategy": "best_of_n",
+            "scorer": scorer.name,
+            "aggregate": params.aggregate,
+            "weighted": params.weighted,
+            "answer": chosen.answer if chosen else None,
+            "chosen": chosen.index if chosen else None,
+            "samples": sample_report(drawn, by_index),
+            "answers": [{"answer": t.answer, "votes": t.votes, "weight": round(t.weight, 6)} for t in ranked]
+            if params.weighted
+            else None,
+            "scores": [
+                {"index": d.index, "steps": list(s.steps)} for d, s in zip(drawn, scores, strict=True) if s.steps
+            ]
+            or None,
+            "budget_exhausted": budget_out,
+            "tokens": ctx.usage.completion_tokens,
+        }
+    )

@@ -6,7 +6,7 @@ and content deltas.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from ponder.strategies.base import Content, Event, Finish, Reasoning, Report, StrategyContext
@@ -20,7 +20,7 @@ class DirectParams:
 
 
 @strategy("direct", DirectParams)
-async def direct(ctx: StrategyContext, params: DirectParams) -> AsyncIterator[Event]:
+async def direct(ctx: StrategyContext, params: DirectParams) -> AsyncGenerator[Event, None]:
     """One engine request, streamed as it is generated."""
     config = ctx.request.config()
     splitters = [ThinkSplitter() for _ in range(config.n)]

@@ -14,7 +14,7 @@ reasoning and the last round's answer as content.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from ponder.strategies.base import (
@@ -56,7 +56,9 @@ class ThinkState:
     finish: str = "stop"
 
 
-async def _think(ctx: StrategyContext, params: LongCotParams, state: ThinkState, think_end: int) -> AsyncIterator[Event]:
+async def _think(
+    ctx: StrategyContext, params: LongCotParams, state: ThinkState, think_end: int
+) -> AsyncGenerator[Event, None]:
     """The thinking phase: stream reasoning, insert waits, force the end; fills `state`."""
     thinking = ctx.request.thinking
     prompt = list(ctx.request.prompt_ids)
@@ -87,16 +89,28 @@ async def _think(ctx: StrategyContext, params: LongCotParams, state: ThinkState,
             state.waits += 1
             state.ids.extend(ctx.engine.encode(params.wait))
             yield Reasoning(params.wait)
-            yield Progress({"phase": "thinking", "event": "wait", "waits": state.waits, "thinking_tokens": len(state.ids),
-                            "min_tokens": thinking.min_tokens, "max_tokens": limit})
+            yield Progress(
+                {
+                    "phase": "thinking",
+                    "event": "wait",
+                    "waits": state.waits,
+                    "thinking_tokens": len(state.ids),
+                    "min_tokens": thinking.min_tokens,
+                    "max_tokens": limit,
+                }
+            )
             continue
         state.forced = not closed
         break
     if state.forced:
-        yield Progress({"phase": "thinking", "event": "forced_end", "thinking_tokens": len(state.ids), "max_tokens": limit})
+        yield Progress(
+            {"phase": "thinking", "event": "forced_end", "thinking_tokens": len(state.ids), "max_tokens": limit}
+        )
 
 
-async def _generate(ctx: StrategyContext, prompt: list[int], max_tokens: int, *, as_reasoning: bool, out: list[str]) -> AsyncIterator[Event]:
+async def _generate(
+    ctx: StrategyContext, prompt: list[int], max_tokens: int, *, as_reasoning: bool, out: list[str]
+) -> AsyncGenerator[Event, None]:
     """One answer generation, streamed as reasoning or content; `out` gets [text, finish_reason]."""
     room = min(max_tokens, ctx.engine.max_model_len - len(prompt))
     if room < 1:
@@ -114,7 +128,7 @@ async def _generate(ctx: StrategyContext, prompt: list[int], max_tokens: int, *,
     out[:] = [text, finish]
 
 
-async def _reflect(ctx: StrategyContext, params: LongCotParams) -> AsyncIterator[Event]:
+async def _reflect(ctx: StrategyContext, params: LongCotParams) -> AsyncGenerator[Event, None]:
     messages = list(ctx.request.messages or ())
     rounds = params.reflections if messages else 0
     prompt = list(ctx.request.prompt_ids)
@@ -130,11 +144,13 @@ async def _reflect(ctx: StrategyContext, params: LongCotParams) -> AsyncIterator
             messages += [{"role": "assistant", "content": out[0]}, {"role": "user", "content": REFLECT_PROMPT}]
             prompt = ctx.engine.render_chat(messages)
     yield Finish(0, out[1])
-    yield Report({"strategy": "long_cot", "mode": "reflection", "reflections": rounds, "tokens": ctx.usage.completion_tokens})
+    yield Report(
+        {"strategy": "long_cot", "mode": "reflection", "reflections": rounds, "tokens": ctx.usage.completion_tokens}
+    )
 
 
 @strategy("long_cot", LongCotParams)
-async def long_cot(ctx: StrategyContext, params: LongCotParams) -> AsyncIterator[Event]:
+async def long_cot(ctx: StrategyContext, params: LongCotParams) -> AsyncGenerator[Event, None]:
     """Budget forcing: extend thinking with 'Wait', cap it, then answer; reflection for non-thinkers."""
     think_end = ctx.engine.tokenizer.think_end_id
     if think_end is None:
@@ -142,19 +158,36 @@ async def long_cot(ctx: StrategyContext, params: LongCotParams) -> AsyncIterator
             yield ev
         return
     thinking = ctx.request.thinking
-    yield Progress({"phase": "thinking", "event": "start", "min_tokens": thinking.min_tokens,
-                    "max_tokens": thinking.max_tokens, "max_waits": thinking.max_waits})
+    yield Progress(
+        {
+            "phase": "thinking",
+            "event": "start",
+            "min_tokens": thinking.min_tokens,
+            "max_tokens": thinking.max_tokens,
+            "max_waits": thinking.max_waits,
+        }
+    )
     state = ThinkState()
     async for ev in _think(ctx, params, state, think_end):
         yield ev
     finish = state.finish
     if not state.answered:
-        yield Progress({"phase": "answer", "thinking_tokens": len(state.ids), "waits": state.waits, "forced": state.forced})
+        yield Progress(
+            {"phase": "answer", "thinking_tokens": len(state.ids), "waits": state.waits, "forced": state.forced}
+        )
         out = ["", "stop"]
         prompt = list(ctx.request.prompt_ids) + state.ids + [think_end]
         async for ev in _generate(ctx, prompt, params.answer_max_tokens, as_reasoning=False, out=out):
             yield ev
         finish = out[1]
     yield Finish(0, finish)
-    yield Report({"strategy": "long_cot", "mode": "budget_forcing", "thinking_tokens": len(state.ids),
-                  "waits": state.waits, "forced_end": state.forced, "tokens": ctx.usage.completion_tokens})
+    yield Report(
+        {
+            "strategy": "long_cot",
+            "mode": "budget_forcing",
+            "thinking_tokens": len(state.ids),
+            "waits": state.waits,
+            "forced_end": state.forced,
+            "tokens": ctx.usage.completion_tokens,
+        }
+    )

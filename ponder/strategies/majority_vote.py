@@ -9,7 +9,7 @@ consistency): sample in waves and stop once the leading answer holds
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -67,7 +67,7 @@ async def _weights(ctx: StrategyContext, params: MajorityVoteParams, drawn: list
 
 
 @strategy("majority_vote", MajorityVoteParams)
-async def majority_vote(ctx: StrategyContext, params: MajorityVoteParams) -> AsyncIterator[Event]:
+async def majority_vote(ctx: StrategyContext, params: MajorityVoteParams) -> AsyncGenerator[Event, None]:
     """Sample N answers and return the most common (optionally confidence-weighted, early-stopped)."""
     logprobs = None
     if params.weight != "none":
@@ -90,9 +90,21 @@ async def majority_vote(ctx: StrategyContext, params: MajorityVoteParams) -> Asy
         weights.update(await _weights(ctx, params, wave) if params.weight != "none" else {d.index: 1.0 for d in wave})
         ranked = tally((d.index, d.answer, weights[d.index]) for d in drawn)
         share = agreement(ranked)
-        yield Progress({"phase": "vote", "votes": [{"answer": t.answer, "votes": t.votes, "weight": round(t.weight, 6)} for t in ranked],
-                        "samples_done": len(drawn), "agreement": round(share, 4)})
-        if params.early_stop is not None and len(drawn) < params.n and ranked and share >= params.early_stop and len(drawn) >= 2:
+        yield Progress(
+            {
+                "phase": "vote",
+                "votes": [{"answer": t.answer, "votes": t.votes, "weight": round(t.weight, 6)} for t in ranked],
+                "samples_done": len(drawn),
+                "agreement": round(share, 4),
+            }
+        )
+        if (
+            params.early_stop is not None
+            and len(drawn) < params.n
+            and ranked
+            and share >= params.early_stop
+            and len(drawn) >= 2
+        ):
             stopped_early = True
             break
     if params.weight != "none" and params.keep < 1 and drawn:
@@ -102,16 +114,20 @@ async def majority_vote(ctx: StrategyContext, params: MajorityVoteParams) -> Asy
     chosen = next((d for d in drawn if winner is not None and d.answer == winner), drawn[0] if drawn else None)
     if chosen is not None:
         yield Content(chosen.content or chosen.sample.text)
-    yield Finish(0, (chosen.sample.finish_reason or "stop") if chosen else "length", chosen.reasoning if chosen else None)
-    yield Report({
-        "strategy": "majority_vote",
-        "answer": winner,
-        "chosen": chosen.index if chosen else None,
-        "scorer": None if params.weight == "none" else params.weight,
-        "votes": [{"answer": t.answer, "votes": t.votes, "weight": round(t.weight, 6)} for t in ranked],
-        "agreement": round(agreement(ranked), 4),
-        "samples": sample_report(drawn, weights if params.weight != "none" else None),
-        "early_stop": stopped_early,
-        "budget_exhausted": budget_out,
-        "tokens": ctx.usage.completion_tokens,
-    })
+    yield Finish(
+        0, (chosen.sample.finish_reason or "stop") if chosen else "length", chosen.reasoning if chosen else None
+    )
+    yield Report(
+        {
+            "strategy": "majority_vote",
+            "answer": winner,
+            "chosen": chosen.index if chosen else None,
+            "scorer": None if params.weight == "none" else params.weight,
+            "votes": [{"answer": t.answer, "votes": t.votes, "weight": round(t.weight, 6)} for t in ranked],
+            "agreement": round(agreement(ranked), 4),
+            "samples": sample_report(drawn, weights if params.weight != "none" else None),
+            "early_stop": stopped_early,
+            "budget_exhausted": budget_out,
+            "tokens": ctx.usage.completion_tokens,
+        }
+    )

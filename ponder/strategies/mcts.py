@@ -10,7 +10,7 @@ is the best-valued terminal path, or a value-weighted vote over terminals.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -85,7 +85,7 @@ class _Search:
         has_prm = self.ctx.scorer(p.scorer).name in ("prm", "orm")
         return (True, p.rollouts) if has_prm else (False, max(1, p.rollouts))
 
-    async def expand(self, leaf: Node) -> AsyncIterator[Event | list[Node]]:
+    async def expand(self, leaf: Node) -> AsyncGenerator[Event | list[Node], None]:
         """Sample `expand_k` next steps of `leaf` in one engine request; streams sample 0 live."""
         final = leaf.depth + 1 >= self.p.max_depth
         base = self.ctx.request.sampling
@@ -139,8 +139,12 @@ class _Search:
             answers = [node.answer]
         else:
             base = self.ctx.request.sampling
-            config = self.ctx.request.config(n=self.rollouts, min_tokens=0, logprobs=None,
-                                             seed=None if base.seed is None else base.seed + 7919 * len(self.tree.nodes))
+            config = self.ctx.request.config(
+                n=self.rollouts,
+                min_tokens=0,
+                logprobs=None,
+                seed=None if base.seed is None else base.seed + 7919 * len(self.tree.nodes),
+            )
             samples = await self.ctx.generate(self.prompt + node.path_ids(), config, reasoning=True)
             answers = [answer_key(node.path_text() + s.text) for s in samples]
         self.rollout_answers.extend(answers)
@@ -159,7 +163,7 @@ def _unit(score: float) -> float:
 
 
 @strategy("mcts", MctsParams)
-async def mcts(ctx: StrategyContext, params: MctsParams) -> AsyncIterator[Event]:
+async def mcts(ctx: StrategyContext, params: MctsParams) -> AsyncGenerator[Event, None]:
     """Step-level MCTS: UCT selection, k-step expansion in one request, scorer/rollout values."""
     search = _Search(ctx, params)
     tree = search.tree
@@ -189,8 +193,16 @@ async def mcts(ctx: StrategyContext, params: MctsParams) -> AsyncIterator[Event]
             for n in Tree.backprop(node, v):
                 updated[n.id] = n
         done_iterations = it + 1
-        yield Progress({"phase": "search", "iteration": it + 1, "iterations": params.iterations, "nodes": len(tree.nodes),
-                        "new": [n.summary() for n in new if n is not leaf], "updated": [n.summary() for n in updated.values()]})
+        yield Progress(
+            {
+                "phase": "search",
+                "iteration": it + 1,
+                "iterations": params.iterations,
+                "nodes": len(tree.nodes),
+                "new": [n.summary() for n in new if n is not leaf],
+                "updated": [n.summary() for n in updated.values()],
+            }
+        )
     chosen = _choose(tree, params)
     if chosen is None or not chosen.terminal:
         chosen = await _complete(ctx, search, chosen or tree.most_visited_leaf())
@@ -199,20 +211,26 @@ async def mcts(ctx: StrategyContext, params: MctsParams) -> AsyncIterator[Event]
     yield Finish(0, "stop", reasoning)
     ends = tree.terminals()
     ranked = tally((n.id, n.answer, n.q) for n in ends)
-    yield Report({
-        "strategy": "mcts",
-        "answer": chosen.answer,
-        "chosen_path": [n.id for n in chosen.path()],
-        "iterations": done_iterations,
-        "tree_size": len(tree.nodes),
-        "terminals": len(ends),
-        "max_depth": max(n.depth for n in tree.nodes),
-        "value": "scorer+rollout" if search.scorer and search.rollouts else "scorer" if search.scorer else "rollout",
-        "votes": [{"answer": t.answer, "votes": t.votes, "weight": round(t.weight, 6)} for t in ranked],
-        "agreement": round(agreement(ranked), 4),
-        "budget_exhausted": budget_out,
-        "tokens": ctx.usage.completion_tokens,
-    })
+    yield Report(
+        {
+            "strategy": "mcts",
+            "answer": chosen.answer,
+            "chosen_path": [n.id for n in chosen.path()],
+            "iterations": done_iterations,
+            "tree_size": len(tree.nodes),
+            "terminals": len(ends),
+            "max_depth": max(n.depth for n in tree.nodes),
+            "value": "scorer+rollout"
+            if search.scorer and search.rollouts
+            else "scorer"
+            if search.scorer
+            else "rollout",
+            "votes": [{"answer": t.answer, "votes": t.votes, "weight": round(t.weight, 6)} for t in ranked],
+            "agreement": round(agreement(ranked), 4),
+            "budget_exhausted": budget_out,
+            "tokens": ctx.usage.completion_tokens,
+        }
+    )
 
 
 def _choose(tree: Tree, params: MctsParams) -> Node | None:

@@ -34,7 +34,8 @@ class Node:
         return self.value_sum / self.visits if self.visits else 0.0
 
     def path(self) -> list[Node]:
-        nodes, node = [], self
+        nodes: list[Node] = []
+        node: Node | None = self
         while node is not None:
             nodes.append(node)
             node = node.parent
@@ -50,9 +51,16 @@ class Node:
         return [lp for n in self.path() for lp in (n.logprobs or [])]
 
     def summary(self) -> dict[str, Any]:
-        return {"id": self.id, "parent": self.parent.id if self.parent else None, "depth": self.depth,
-                "step": self.text[:80], "visits": self.visits, "value": round(self.q, 4),
-                "terminal": self.terminal, "answer": self.answer}
+        return {
+            "id": self.id,
+            "parent": self.parent.id if self.parent else None,
+            "depth": self.depth,
+            "step": self.text[:80],
+            "visits": self.visits,
+            "value": round(self.q, 4),
+            "terminal": self.terminal,
+            "answer": self.answer,
+        }
 
 
 class Tree:

@@ -13,7 +13,7 @@ import dataclasses
 import importlib
 import types
 import typing
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 
@@ -30,7 +30,7 @@ class ParamError(ValueError):
         self.param = param
 
 
-RunFn = Callable[[StrategyContext, Any], AsyncIterator[Event]]
+RunFn = Callable[[StrategyContext, Any], AsyncGenerator[Event, None]]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ few engine steps and each answer as its sample finishes.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 
 from ponder.engine.base import Sample
@@ -44,7 +44,7 @@ async def draw(
     first_index: int = 0,
     logprobs: int | None = None,
     live: bool = True,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Sample `n` completions of the request's prompt; appends them to `out`.
 
     Seeds: sample i of the request uses seed + i whether it is drawn in one
@@ -72,21 +72,32 @@ async def draw(
             now = time.monotonic()
             if finished or now - last >= PROGRESS_INTERVAL_S:
                 last = now
-                yield Progress({
-                    "phase": "sampling",
-                    "samples": [
-                        {"index": first_index + s.index, "tokens": len(s.token_ids), "done": s.finish_reason is not None,
-                         **({"answer": answer_key(s.text)} if s.index in finished else {})}
-                        for s in samples
-                    ],
-                })
+                yield Progress(
+                    {
+                        "phase": "sampling",
+                        "samples": [
+                            {
+                                "index": first_index + s.index,
+                                "tokens": len(s.token_ids),
+                                "done": s.finish_reason is not None,
+                                **({"answer": answer_key(s.text)} if s.index in finished else {}),
+                            }
+                            for s in samples
+                        ],
+                    }
+                )
     finally:
         out.extend(Drawn(first_index + s.index, s, answer_key(s.text)) for s in samples)
 
 
 def sample_report(drawn: list[Drawn], weights: dict[int, float] | None = None) -> list[dict[str, object]]:
     return [
-        {"index": d.index, "answer": d.answer, "tokens": len(d.sample.token_ids), "finish_reason": d.sample.finish_reason,
-         **({"score": round(weights[d.index], 6)} if weights and d.index in weights else {})}
+        {
+            "index": d.index,
+            "answer": d.answer,
+            "tokens": len(d.sample.token_ids),
+            "finish_reason": d.sample.finish_reason,
+            **({"score": round(weights[d.index], 6)} if weights and d.index in weights else {}),
+        }
         for d in drawn
     ]
