@@ -88,7 +88,7 @@ LIMITED_ARGS = (
 
 @pytest.fixture(scope="session")
 def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server with tight limits (budget, admission) for the fuzz and soak tests."""
-    server = start_server(tmp_path_factory.mktemp("limited"), *LIMITED_ARGS)
+    """A server with tight limits (budget, admission) and the `fault` strategy, for fuzz, fault and soak tests."""
+    server = start_server(tmp_path_factory.mktemp("limited"), *LIMITED_ARGS, env={"PONDER_FAULTS": "1"})
     yield server
     server.stop()

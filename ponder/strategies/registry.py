@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import types
 import typing
 from collections.abc import AsyncGenerator, Callable
@@ -54,8 +55,12 @@ def strategy(name: str, params: type) -> Callable[[RunFn], RunFn]:
 
 
 def load_builtin() -> Registry[StrategySpec]:
-    """Import the built-in strategies (each registers itself); returns the registry."""
-    for name in BUILTIN:
+    """Import the built-in strategies (each registers itself); returns the registry.
+
+    With `PONDER_FAULTS=1` the fault-injection strategy `fault` is loaded too (tests only).
+    """
+    names = (*BUILTIN, "fault") if os.environ.get("PONDER_FAULTS") == "1" else BUILTIN
+    for name in names:
         try:
             importlib.import_module(f"ponder.strategies.{name}")
         except ModuleNotFoundError as e:
