@@ -11,7 +11,12 @@ from typing import Any
 import httpx
 
 FAULT = {"model": "ponder-tiny", "messages": [{"role": "user", "content": "12+34"}], "strategy": "fault"}
-GOOD = {"model": "ponder-tiny", "messages": [{"role": "user", "content": "12+34+56"}], "max_tokens": 200, "temperature": 0}
+GOOD = {
+    "model": "ponder-tiny",
+    "messages": [{"role": "user", "content": "12+34+56"}],
+    "max_tokens": 200,
+    "temperature": 0,
+}
 
 
 def running(server: Any) -> int:
@@ -22,13 +27,20 @@ def test_fault_in_a_stream_is_an_error_event_then_done(limited_server: Any) -> N
     good: dict[str, Any] = {}
 
     def other() -> None:  # a request in flight at the same time must not be harmed
-        r = httpx.post(f"{limited_server.url}/v1/chat/completions", json=GOOD, headers=limited_server.headers, timeout=120)
+        r = httpx.post(
+            f"{limited_server.url}/v1/chat/completions", json=GOOD, headers=limited_server.headers, timeout=120
+        )
         good["status"], good["body"] = r.status_code, r.json()
 
     t = threading.Thread(target=other)
     t.start()
-    with httpx.stream("POST", f"{limited_server.url}/v1/chat/completions", json={**FAULT, "stream": True},
-                      headers=limited_server.headers, timeout=60) as r:
+    with httpx.stream(
+        "POST",
+        f"{limited_server.url}/v1/chat/completions",
+        json={**FAULT, "stream": True},
+        headers=limited_server.headers,
+        timeout=60,
+    ) as r:
         assert r.status_code == 200
         data = [line[5:].strip() for line in r.iter_lines() if line.startswith("data:")]
     t.join(120)
@@ -58,10 +70,17 @@ def test_fault_in_a_whole_response_is_a_500_in_openai_shape(limited_server: Any)
 
 
 def test_deadline_aborts_the_strategy(limited_server: Any) -> None:
-    body = {**FAULT, "strategy": {"name": "majority_vote", "n": 8}, "max_tokens": 64, "ignore_eos": True, "timeout": 0.2,
-            "stream": True}
-    with httpx.stream("POST", f"{limited_server.url}/v1/chat/completions", json=body, headers=limited_server.headers,
-                      timeout=60) as r:
+    body = {
+        **FAULT,
+        "strategy": {"name": "majority_vote", "n": 8},
+        "max_tokens": 64,
+        "ignore_eos": True,
+        "timeout": 0.2,
+        "stream": True,
+    }
+    with httpx.stream(
+        "POST", f"{limited_server.url}/v1/chat/completions", json=body, headers=limited_server.headers, timeout=60
+    ) as r:
         data = [line[5:].strip() for line in r.iter_lines() if line.startswith("data:")]
     assert data[-1] == "[DONE]" and json.loads(data[-2])["error"]["code"] == "timeout"
     deadline = time.monotonic() + 3

@@ -35,8 +35,13 @@ def chat(http: httpx.Client, **body: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     "strategy",
-    ["direct", "long_cot", {"name": "majority_vote", "n": 6}, {"name": "best_of_n", "n": 4, "scorer": "confidence"},
-     {"name": "mcts", "iterations": 4, "expand_k": 2}],
+    [
+        "direct",
+        "long_cot",
+        {"name": "majority_vote", "n": 6},
+        {"name": "best_of_n", "n": 4, "scorer": "confidence"},
+        {"name": "mcts", "iterations": 4, "expand_k": 2},
+    ],
     ids=["direct", "long_cot", "majority_vote", "best_of_n", "mcts"],
 )
 def test_strategy_usage_matches_the_engine(http: httpx.Client, tiny_server: Any, strategy: Any) -> None:
@@ -64,12 +69,21 @@ def test_strategy_usage_matches_the_engine(http: httpx.Client, tiny_server: Any,
 
 
 def test_stream_reasoning_comes_before_the_vote(tiny_server: Any) -> None:
-    body = {"model": "ponder-tiny", "messages": Q, "max_tokens": 300, "stream": True, "temperature": 1.0, "seed": 1,
-            "stream_options": {"include_usage": True}, "strategy": {"name": "majority_vote", "n": 8}}
+    body = {
+        "model": "ponder-tiny",
+        "messages": Q,
+        "max_tokens": 300,
+        "stream": True,
+        "temperature": 1.0,
+        "seed": 1,
+        "stream_options": {"include_usage": True},
+        "strategy": {"name": "majority_vote", "n": 8},
+    }
     order: list[tuple[str, float]] = []
     start = time.perf_counter()
-    with httpx.stream("POST", f"{tiny_server.url}/v1/chat/completions", json=body, headers=tiny_server.headers,
-                      timeout=120) as r:
+    with httpx.stream(
+        "POST", f"{tiny_server.url}/v1/chat/completions", json=body, headers=tiny_server.headers, timeout=120
+    ) as r:
         event = "message"
         for line in r.iter_lines():
             if line.startswith("event:"):
@@ -98,8 +112,14 @@ def test_stream_reasoning_comes_before_the_vote(tiny_server: Any) -> None:
 
 
 def test_openai_sdk_consumes_a_strategy_stream(client: Any) -> None:
-    stream = client.chat.completions.create(model="ponder-tiny@best_of_n", messages=Q, max_tokens=300, stream=True,
-                                            stream_options={"include_usage": True}, seed=2)
+    stream = client.chat.completions.create(
+        model="ponder-tiny@best_of_n",
+        messages=Q,
+        max_tokens=300,
+        stream=True,
+        stream_options={"include_usage": True},
+        seed=2,
+    )
     chunks = list(stream)
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert answer_key(content) is not None
@@ -133,10 +153,16 @@ def test_early_stop_spends_fewer_tokens_on_easy_problems(http: httpx.Client) -> 
     easy = [[{"role": "user", "content": f"{a}+{b}"}] for a, b in ((11, 22), (30, 40), (12, 13), (50, 20))]
     fixed = early = 0
     for i, messages in enumerate(easy):
-        fixed += chat(http, messages=messages, strategy={"name": "majority_vote", "n": 16}, seed=i,
-                      temperature=1.0)["usage"]["completion_tokens"]
-        body = chat(http, messages=messages, strategy={"name": "majority_vote", "n": 16, "early_stop": 0.75, "wave": 4},
-                    seed=i, temperature=1.0)
+        fixed += chat(http, messages=messages, strategy={"name": "majority_vote", "n": 16}, seed=i, temperature=1.0)[
+            "usage"
+        ]["completion_tokens"]
+        body = chat(
+            http,
+            messages=messages,
+            strategy={"name": "majority_vote", "n": 16, "early_stop": 0.75, "wave": 4},
+            seed=i,
+            temperature=1.0,
+        )
         early += body["usage"]["completion_tokens"]
     assert early < 0.6 * fixed
 
@@ -145,7 +171,9 @@ def test_majority_vote_beats_single_samples_on_100_heldout_problems(http: httpx.
     problems = heldout_problems(100, seed=7)
     vote_right = sample_right = samples = 0
     for i, p in enumerate(problems):
-        body = chat(http, messages=p.messages, strategy={"name": "majority_vote", "n": 8}, temperature=1.0, seed=1000 + i)
+        body = chat(
+            http, messages=p.messages, strategy={"name": "majority_vote", "n": 8}, temperature=1.0, seed=1000 + i
+        )
         vote_right += body["ponder"]["answer"] == str(p.answer)
         for s in body["ponder"]["samples"]:
             samples += 1
@@ -157,8 +185,13 @@ def test_majority_vote_beats_single_samples_on_100_heldout_problems(http: httpx.
 
 @pytest.mark.slow
 def test_long_cot_reflection_on_smollm2(smol_client: Any) -> None:
-    r = smol_client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "What is 12 + 30?"}],
-                                            max_tokens=60, temperature=0, extra_body={"strategy": "long_cot"})
+    r = smol_client.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": "What is 12 + 30?"}],
+        max_tokens=60,
+        temperature=0,
+        extra_body={"strategy": "long_cot"},
+    )
     ponder = r.model_extra["ponder"]
     assert ponder["mode"] == "reflection" and ponder["reflections"] == 1
     assert r.choices[0].message.content
