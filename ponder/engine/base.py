@@ -100,17 +100,24 @@ class EngineUpdate:
 
 @dataclass
 class Sample:
-    """One finished sample, accumulated from its deltas."""
+    """One sample, accumulated from its deltas (text pieces joined on first read: O(n), not O(n^2))."""
 
     index: int
-    text: str = ""
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[TokenLogprob] | None = None
     finish_reason: str | None = None
     stop_reason: str | int | None = None
+    _parts: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def text(self) -> str:
+        if len(self._parts) > 1:
+            self._parts[:] = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
 
     def add(self, delta: SampleDelta) -> None:
-        self.text += delta.text
+        if delta.text:
+            self._parts.append(delta.text)
         self.token_ids.extend(delta.token_ids)
         if delta.logprobs is not None:
             if self.logprobs is None:
