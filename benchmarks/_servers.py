@@ -95,12 +95,14 @@ class Server:
         except OSError:
             return ""
 
-    def stop(self, grace: float = 20.0) -> None:
-        """SIGTERM the whole process group, then SIGKILL what is left."""
+    def terminate(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
+
+    def kill(self, deadline: float) -> None:
+        """Wait for the leader until `deadline` (monotonic), then SIGKILL the whole group."""
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(grace)
+            self.proc.wait(max(0.0, deadline - time.monotonic()))
         with contextlib.suppress(ProcessLookupError):  # engine-core / worker children too
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -161,16 +163,20 @@ class ServerPool:
                 time.sleep(0.5)
         raise RuntimeError(f"{server.title} was not ready after {timeout:.0f} s:\n{server.log_tail()}")
 
-    def stop(self, server: Server) -> None:
-        if server in self.servers:
-            server.stop()
+    def stop(self, *servers: Server, grace: float = 15.0) -> None:
+        """SIGTERM every group at once, give them `grace` s together, then SIGKILL what is left."""
+        mine = [s for s in servers if s in self.servers]
+        for server in mine:
+            server.terminate()
+        deadline = time.monotonic() + grace
+        for server in mine:
+            with contextlib.suppress(Exception):
+                server.kill(deadline)
             self.servers.remove(server)
             self.say(f"[{server.title}] stopped")
 
     def stop_all(self) -> None:
-        for server in list(self.servers):
-            with contextlib.suppress(Exception):
-                self.stop(server)
+        self.stop(*self.servers)
 
 
 PREFIX_HITS = "vllm:prefix_cache_hits_total"

@@ -150,8 +150,7 @@ def run(plan: Plan, log_dir: Path, progress: bool) -> dict[str, dict[str, Any]]:
             data["startup_s"] = {k: s.ready_s for k, s in servers.items()}
             data["settings"] = asdict(settings)
             results[settings.name] = data
-            for server in servers.values():
-                pool.stop(server)
+            pool.stop(*servers.values())
     return results
 
 
