@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from ponder.engine.replica import normalize_url
 from ponder.engine.tokenizer import ChatTokenizer
 
 A, B = "http://a:8000", "http://b:8000"
-Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+Handler = Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
 
 
 def chunk(index: int, text: str, ids: list[int], finish: str | None = None, stop: Any = None,
@@ -67,7 +67,8 @@ def replica(stream: Callable[[dict[str, Any]], AsyncIterator[bytes]] | None = No
         if seen is not None:
             seen.append(body)
         if status != 200:
-            return httpx.Response(status, json={"error": {"message": "nope", "type": "BadRequestError", "code": status}})
+            error = {"message": "nope", "type": "BadRequestError", "code": status}
+            return httpx.Response(status, json={"error": error})
         assert stream is not None
         return httpx.Response(200, content=stream(body), headers={"content-type": "text/event-stream"})
     return handle
