@@ -224,14 +224,14 @@ class RemoteEngine:
                 if isinstance(item, BaseException):
                     raise item
                 deltas = decoder.decode(item)
-                if deltas:
-                    if held is not None:  # a chunk after every sample finished: pass the held one on
-                        yield held
-                    update = EngineUpdate(request_id, len(prompt), 0, deltas, decoder.done)
-                    if decoder.done:
-                        held = update
-                    else:
-                        yield update
+                if not deltas:
+                    continue
+                if held is not None:  # not expected after every sample finished; keep it, in order
+                    held.samples.extend(deltas)
+                elif decoder.done:
+                    held = EngineUpdate(request_id, len(prompt), 0, deltas, True)
+                else:
+                    yield EngineUpdate(request_id, len(prompt), 0, deltas, False)
             if pump.aborted and not decoder.done:
                 yield self._aborted(request_id, prompt, decoder)
                 return
