@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks._load_prompts import Calibration, Prompt, probe_prompts
+from benchmarks._load_prompts import PROBE_LARGE, PROBE_SMALL, Calibration, Prompt, probe_prompt
 from benchmarks._load_stats import RequestResult
 
 
@@ -209,21 +209,28 @@ def make_client(cfg: LoadConfig, connections: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
 
 
+async def _prompt_tokens(client: httpx.AsyncClient, cfg: LoadConfig, prompt: Prompt) -> int | None:
+    body = payload(cfg, prompt, stream=False, max_tokens=1)
+    body.pop("strategy", None)  # a probe is one plain generation whatever the run asks
+    try:
+        r = await client.post(cfg.url, json=body, headers=cfg.headers)
+        tokens = r.json().get("usage", {}).get("prompt_tokens") if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return tokens if isinstance(tokens, int) else None
+
+
 async def calibrate(client: httpx.AsyncClient, cfg: LoadConfig, seed: int = 0) -> Calibration:
-    """Fit prompt tokens against words from two one-token probe requests (non-streamed)."""
-    points = []
-    for n_words, prompt in probe_prompts(seed):
-        try:
-            body = payload(cfg, prompt, stream=False, max_tokens=1)
-            body.pop("strategy", None)  # a probe is one plain generation whatever the run asks
-            r = await client.post(cfg.url, json=body, headers=cfg.headers)
-            tokens = r.json().get("usage", {}).get("prompt_tokens") if r.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
-            tokens = None
-        if not isinstance(tokens, int):
-            return Calibration()
-        points.append((n_words, tokens))
-    return Calibration.fit(points)
+    """Fit prompt tokens against words from one-token probes (non-streamed): a short one, then the
+    longest of PROBE_LARGE that the server accepts. Unmeasured (assumed) when the server reports no usage."""
+    small = await _prompt_tokens(client, cfg, probe_prompt(PROBE_SMALL, seed))
+    if small is None:
+        return Calibration()
+    for n_words in PROBE_LARGE:
+        large = await _prompt_tokens(client, cfg, probe_prompt(n_words, seed))
+        if large is not None:
+            return Calibration.fit([(PROBE_SMALL, small), (n_words, large)])
+    return Calibration()
 
 
 async def fetch_model(base_url: str, api_key: str | None) -> str:

@@ -4,9 +4,10 @@ Synthetic prompts are random English words drawn from a fixed list with a
 seeded RNG, so the same seed gives the same prompts on every machine and every
 server; prompt i starts differently from prompt j, so requests do not share a
 prefix by accident. Their length is set in tokens: the server's own tokenizer
-is measured once (`calibrate`: two probe requests asking for one token, read
-`usage.prompt_tokens`, fit tokens = a + b * words), so no tokenizer is needed
-on the client and the chat template's overhead is included.
+is measured once (`calibrate`: a short and a long probe request asking for one
+token, read `usage.prompt_tokens`, fit tokens = a + b * words), so no
+tokenizer is needed on the client and the chat template's overhead is
+included. Word lengths vary, so a prompt is within a few percent of its target.
 
 A JSONL file has one object a line: `{"prompt": "..."}` or
 `{"messages": [...]}`, optionally with `"max_tokens"`.
@@ -94,12 +95,13 @@ class Calibration:
         return cls(base=t1 - per_word * w1, per_word=per_word, measured=True)
 
 
-PROBE_WORDS = (64, 512)
+PROBE_SMALL = 16  # words
+PROBE_LARGE = (256, 128, 64)  # words, tried in turn until one fits the model's context
 
 
-def probe_prompts(seed: int) -> list[tuple[int, Prompt]]:
-    """The two probes `calibrate` sends (a seed no real prompt uses)."""
-    return [(w, Prompt(text=synthetic_text(i, w, seed=-1 - seed))) for i, w in enumerate(PROBE_WORDS)]
+def probe_prompt(n_words: int, seed: int) -> Prompt:
+    """A calibration probe (from a set no real prompt uses)."""
+    return Prompt(text=synthetic_text(n_words, n_words, seed=-1 - seed))
 
 
 def synthetic_prompts(

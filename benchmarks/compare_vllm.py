@@ -94,8 +94,10 @@ async def direct_runs(servers: dict[str, Server], base: LoadConfig, plan: Plan, 
     total = sum(plan.requests(c) for c in plan.concurrency)
     async with make_client(replace(base, base_url=servers["vllm"].url), 2) as client:
         calibration = await calibrate(client, replace(base, base_url=servers["vllm"].url))
+    if not calibration.measured:
+        raise RuntimeError("vLLM's server did not report prompt_tokens for the calibration probes")
     say(f"prompts: {plan.input_len} tokens ({calibration.per_word:.2f} tokens/word, base {calibration.base:.0f}"
-        f"{'' if calibration.measured else ', assumed'}), {plan.max_tokens} output tokens, ignore_eos")
+        f"), {plan.max_tokens} output tokens, ignore_eos")
     prompts = synthetic_prompts(total, plan.input_len, calibration, seed=0)
     warm = warmup_prompts(max(plan.concurrency))
     for kind in ("vllm", "ponder"):  # unmeasured: first-request costs, connections
@@ -173,7 +175,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kv-cache-gib", type=float, help=f"both servers (default {d.kv_cache_gib})")
     p.add_argument("--out", default="benchmarks/results/compare_vllm.json", help="JSON results")
     p.add_argument("--plot", default="benchmarks/results/compare_vllm.png", help="PNG figure")
-    p.add_argument("--log-dir", default="benchmarks/results/logs", help="server logs")
+    p.add_argument("--log-dir", default="artifacts/compare_vllm-logs", help="server logs")
     p.add_argument("--no-progress", action="store_true")
     return p
 

@@ -8,7 +8,7 @@ ping in between; `think` streams reasoning (as both `reasoning_content` and `rea
 Ponder does) then content; `error` answers 400; `midstream` sends an error object after two
 tokens; `nodone` ends without `[DONE]`; `slow` waits `SLOW_S` before each token. A `strategy`
 field makes usage count `n` samples while only one streams (like `majority_vote`). Prompt
-tokens are 5 + 2 per word, so calibration is exact.
+tokens are 5 + 2 per word, so calibration is exact; `ctx300` rejects prompts over 300 tokens.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def make_app(fake: Fake) -> Starlette:
         model, k = body["model"], body.get("max_tokens", 4)
         text = body["messages"][-1]["content"] if chat else body["prompt"]
         prompt_tokens = 5 + 2 * len(text.split())
-        if model == "error":
+        if model == "error" or (model == "ctx300" and prompt_tokens > 300):
             return JSONResponse({"error": {"message": "bad things", "type": "invalid_request_error"}}, 400)
         if not body.get("stream"):
             return JSONResponse({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 1}})
@@ -206,6 +206,10 @@ async def test_calibration_hits_the_input_length(fake_server: tuple[str, Fake]) 
     assert cal.measured and math.isclose(cal.per_word, 2.0) and math.isclose(cal.base, 5.0)
     r = await one(config, synthetic_prompts(1, 305, cal)[0])
     assert r.prompt_tokens == 305
+    short = cfg(url, "ctx300", max_tokens=2)  # the longest probe does not fit: a shorter one does
+    async with make_client(short, 2) as client:
+        assert (await calibrate(client, short)) == cal
+        assert not (await calibrate(client, cfg(url, "error"))).measured
 
 
 # -- one request -------------------------------------------------------------------------------
