@@ -33,6 +33,7 @@ ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 ENTRYPOINT = DEPLOY / "docker" / "entrypoint.sh"
 K8S = DEPLOY / "k8s"
 COMPOSE = {"gpu": DEPLOY / "docker-compose.yaml", "cpu": DEPLOY / "docker-compose.cpu.yaml"}
+ALL_COMPOSE = sorted(DEPLOY.glob("docker-compose*.yaml"))  # with the replicas topology's file
 
 # The vLLM engine series the dashboard and alerts use (vLLM 0.32 names; counters with `_total`).
 # tests/test_prometheus.py checks each one appears in a live Ponder's /metrics.
@@ -115,7 +116,7 @@ def test_every_yaml_and_json_file_parses() -> None:
     assert len(files) >= 15
     for path in files:
         docs = [json.loads(path.read_text())] if path.suffix == ".json" else _yaml_docs(path)
-        assert docs and all(isinstance(d, dict) for d in docs), path
+        assert docs and all(isinstance(d, dict | list) for d in docs), path  # lists: JSON patches
 
 
 # -- the dashboard ------------------------------------------------------------------------------
@@ -229,32 +230,35 @@ def test_grafana_provisioning() -> None:
 
 
 # -- compose files ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", sorted(COMPOSE))
-def test_compose_file_references(kind: str) -> None:
-    compose = _yaml_docs(COMPOSE[kind])[0]
+@pytest.mark.parametrize("path", ALL_COMPOSE, ids=lambda p: p.name)
+def test_compose_file_references(path: Path) -> None:
+    compose = _yaml_docs(path)[0]
     services = compose["services"]
     assert {"ponder", "prometheus", "grafana"} <= set(services)
-    build = services["ponder"]["build"]
-    context = (COMPOSE[kind].parent / build["context"]).resolve()
-    assert context == ROOT and (context / build["dockerfile"]).is_file()
-    assert build["dockerfile"].endswith("Dockerfile.cuda" if kind == "gpu" else "Dockerfile.cpu")
-    mounts: dict[str, str] = {}
     for name, service in services.items():
+        if "build" in service:
+            context = (path.parent / service["build"]["context"]).resolve()
+            assert context == ROOT and (context / service["build"]["dockerfile"]).is_file(), name
         for volume in service.get("volumes", ()):
-            source, target = volume.split(":")[:2]
+            source = volume.split(":")[0]
             if source.startswith("."):
-                assert (COMPOSE[kind].parent / source).exists(), f"{name}: {source}"
-                mounts[target] = source
+                assert (path.parent / source).exists(), f"{name}: {source}"
             else:
                 assert source in compose.get("volumes", {}), f"{name}: named volume {source} not declared"
+        assert "/health" in " ".join(service.get("healthcheck", {}).get("test", ["/health"])), name
+    mounts = {v.split(":")[1]: v.split(":")[0] for s in services.values() for v in s.get("volumes", ())}
     assert mounts["/etc/prometheus/prometheus.yml"] == "./prometheus/prometheus.yml"
     assert mounts["/etc/prometheus/alerts.yml"] == "./prometheus/alerts.yml"  # the config's rule_files
     assert mounts["/etc/grafana/provisioning"] == "./grafana/provisioning"
     assert mounts["/var/lib/grafana/dashboards/ponder-dashboard.json"] == "./grafana/ponder-dashboard.json"
     ponder = services["ponder"]
-    assert "/health" in " ".join(ponder["healthcheck"]["test"])
-    assert ponder["ports"] == ["8000:8000"]
-    assert set(ponder["environment"]) <= entrypoint_variables()
+    assert ponder["ports"] == ["8000:8000"] and set(ponder["environment"]) <= entrypoint_variables()
+
+
+@pytest.mark.parametrize("kind", sorted(COMPOSE))
+def test_compose_gpu_and_cpu(kind: str) -> None:
+    ponder = _yaml_docs(COMPOSE[kind])[0]["services"]["ponder"]
+    assert ponder["build"]["dockerfile"] == f"deploy/docker/Dockerfile.{'cuda' if kind == 'gpu' else 'cpu'}"
     devices = ponder.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
     if kind == "gpu":
         assert devices and devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
@@ -410,7 +414,7 @@ def test_references_probes_and_resources() -> None:
     assert vllm["image"].startswith("vllm/vllm-openai:v") and vllm["resources"]["requests"]["nvidia.com/gpu"]
     assert vllm["resources"]["limits"]["nvidia.com/gpu"] == vllm["resources"]["requests"]["nvidia.com/gpu"]
     url = _by_kind("ConfigMap")["ponder-config"]["data"]["PONDER_ENGINE_URLS"]
-    assert url == "http://vllm.ponder.svc.cluster.local:8000"  # the headless Service and its port
+    assert url == "dns+http://vllm.ponder.svc.cluster.local:8000"  # every address of the headless Service
 
 
 def test_hpa_and_service_monitors() -> None:
@@ -428,8 +432,25 @@ def test_hpa_and_service_monitors() -> None:
         assert all(e["port"] in ports and e["path"] == "/metrics" for e in monitor["spec"]["endpoints"])
 
 
+def test_replicas_component_sets_only_known_variables() -> None:
+    for path in (K8S / "replicas").glob("*.yaml"):
+        for doc in _yaml_docs(path):
+            if isinstance(doc, dict) and doc.get("kind") == "ConfigMap":
+                assert doc["metadata"]["name"] in _by_kind("ConfigMap")
+                assert set(doc["data"]) <= entrypoint_variables()
+
+
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed (optional)")
-def test_kustomize_builds() -> None:
-    result = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert len([d for d in yaml.safe_load_all(result.stdout) if d]) == len(_k8s_docs())
+def test_kustomize_builds(tmp_path: Path) -> None:
+    def build(folder: Path) -> list[dict[str, Any]]:
+        result = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+    assert len(build(K8S)) == len(_k8s_docs())
+    overlay = tmp_path / "overlay"  # the base plus the replicas component, as its comment says to use it
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(
+        {"resources": [os.path.relpath(K8S, overlay)], "components": [os.path.relpath(K8S / "replicas", overlay)]}))
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in build(overlay)}
+    assert docs["Deployment", "vllm"]["spec"]["replicas"] >= 2 and ("PodDisruptionBudget", "vllm") in docs
