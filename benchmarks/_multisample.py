@@ -17,9 +17,11 @@ the server's usage reports them, and the prefix-cache hits/queries its
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
+from benchmarks._cpu import CpuMeter
 from benchmarks._load_client import LoadConfig
 from benchmarks._load_prompts import Calibration, Prompt, synthetic_prompts
 from benchmarks._load_run import Bounds, Level
@@ -27,6 +29,7 @@ from benchmarks._load_stats import RunSummary
 from benchmarks._servers import Server, prefix_cache
 from benchmarks.load import run_load
 
+T = TypeVar("T")
 SUFFIX = "\n\nIgnore the words above. What is 37 + 45 + 18? Think step by step."
 
 
@@ -72,6 +75,7 @@ class WayResult:
     requests_ok: int = 0
     requests_failed: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    foreign_cores: float | None = None  # most CPU other jobs used during a round (see _cpu.py)
 
     @property
     def throughput(self) -> float:
@@ -101,6 +105,8 @@ async def run_multisample(
     max_tokens: int,
     rounds: int,
     seed: int = 1000,
+    meter: CpuMeter | None = None,
+    settle: float = 0.0,
     progress: bool = True,
 ) -> list[WayResult]:
     """Every way, `rounds` times, alternating servers; returns one total per way."""
@@ -113,16 +119,27 @@ async def run_multisample(
             prompt: Prompt = prompts[r * len(plan) + i]
             cfg = replace(base, base_url=server.url, max_tokens=max_tokens, strategy=way.strategy,
                           extra_body={**base.extra_body, **({"n": way.n} if way.n > 1 else {})})
+            work = run_load(cfg, [Level(concurrency=way.concurrency)], Bounds(way.requests, 3600.0), [prompt],
+                            label=f"{way.key} r{r + 1}", progress=progress)
             before = await prefix_cache(server.url)
-            [summary] = await run_load(cfg, [Level(concurrency=way.concurrency)], Bounds(way.requests, 3600.0),
-                                       [prompt], label=f"{way.key} r{r + 1}", progress=progress)
+            [summary], foreign = await (meter.measure(work, settle=settle) if meter else _unmeasured(work))
             after = await prefix_cache(server.url)
             res = results[way.key]
             res.add(summary)
+            if foreign is not None:
+                res.foreign_cores = max(res.foreign_cores or 0.0, foreign)
             if before is not None and after is not None:
                 res.prefix_hits = (res.prefix_hits or 0.0) + after[0] - before[0]
                 res.prefix_queries = (res.prefix_queries or 0.0) + after[1] - before[1]
     return [results[w.key] for w in plan]
+
+
+async def _unmeasured(work: Awaitable[T]) -> tuple[T, None]:
+    return await work, None
+
+
+def _cores(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
 
 
 def _num(x: float | None) -> str:
@@ -131,12 +148,12 @@ def _num(x: float | None) -> str:
 
 def format_multisample(results: list[WayResult]) -> str:
     head = (f"{'way':<40} {'wall s':>7} {'out tok':>8} {'tok/s':>7} {'prompt tok':>10} {'cached':>7} "
-            f"{'pfx hits':>9} {'pfx queries':>11} {'fail':>4}")
+            f"{'pfx hits':>9} {'pfx queries':>11} {'fail':>4} {'other CPU':>9}")
     lines = [head, "-" * len(head)]
     for w in results:
         lines.append(f"{w.title:<40} {w.wall_s:>7.2f} {w.output_tokens:>8} {w.throughput:>7.1f} {w.prompt_tokens:>10} "
                      f"{w.cached_tokens:>7} {_num(w.prefix_hits):>9} {_num(w.prefix_queries):>11} "
-                     f"{w.requests_failed:>4}")
+                     f"{w.requests_failed:>4} {_cores(w.foreign_cores):>9}")
         for reason, count in w.errors.items():
             lines.append(f"  {count} failed: {reason}")
     return "\n".join(lines)

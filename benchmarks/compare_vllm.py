@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/compare_vllm.py`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks._compare_report import Goal, direct_goals, direct_table, multisample_goals, plot_compare, ratios
+from benchmarks._cpu import CpuMeter
 from benchmarks._load_client import LoadConfig, calibrate, make_client
 from benchmarks._load_prompts import Calibration, synthetic_prompts, warmup_prompts
 from benchmarks._load_report import save_json
@@ -61,6 +62,7 @@ class Plan:
     ms_rounds: int = 2
     max_model_len: int = 2048
     kv_cache_gib: float = 1.0
+    settle: float = 60.0  # s to wait (at most) for other jobs on the machine to go quiet before each run
 
     def __post_init__(self) -> None:
         if self.ms_input_len + self.ms_max_tokens + 64 > self.max_model_len:
@@ -89,7 +91,8 @@ def engine_settings(spec: str, plan: Plan) -> EngineSettings:
                           max_model_len=plan.max_model_len, kv_cache_gib=plan.kv_cache_gib, ponder_model=spec)
 
 
-async def direct_runs(servers: dict[str, Server], base: LoadConfig, plan: Plan, progress: bool) -> dict[str, Any]:
+async def direct_runs(servers: dict[str, Server], base: LoadConfig, plan: Plan, meter: CpuMeter,
+                      progress: bool) -> dict[str, Any]:
     """Both servers at each level, the same prompts, alternating which goes first."""
     total = sum(plan.requests(c) for c in plan.concurrency)
     async with make_client(replace(base, base_url=servers["vllm"].url), 2) as client:
@@ -112,11 +115,14 @@ async def direct_runs(servers: dict[str, Server], base: LoadConfig, plan: Plan, 
         order = ("vllm", "ponder") if i % 2 == 0 else ("ponder", "vllm")
         for kind in order:
             cfg = replace(base, base_url=servers[kind].url)
-            [s] = await run_load(cfg, [Level(concurrency=c)], Bounds(n, plan.duration), mine, label=kind,
-                                 progress=progress)
+            work = run_load(cfg, [Level(concurrency=c)], Bounds(n, plan.duration), mine, label=kind,
+                            progress=progress)
+            [s], foreign = await meter.measure(work, settle=plan.settle)
+            s.extra["foreign_cores"] = foreign
             runs[kind].append(s)
             say(f"  {kind:<6} c={c:<3} {s.ok}/{s.requests} ok  {s.output_throughput:8.1f} tok/s  "
-                f"TTFT p50 {s.ttft_ms['p50']:.0f} ms  ITL p50 {s.itl_ms['p50']:.1f} ms")
+                f"TTFT p50 {s.ttft_ms['p50']:.0f} ms  ITL p50 {s.itl_ms['p50']:.1f} ms  "
+                f"other jobs {foreign or 0:.2f} cores")
     return {"calibration": asdict(calibration), **runs}
 
 
@@ -125,14 +131,15 @@ async def bench_model(servers: dict[str, Server], settings: EngineSettings, plan
     base = LoadConfig("http://127.0.0.1", settings.name, max_tokens=plan.max_tokens, ignore_eos=True,
                       temperature=plan.temperature, request_timeout=600.0)
     say(f"\n== {settings.name}: direct load, Ponder vs vLLM ==")
-    data = await direct_runs(servers, base, plan, progress)
+    meter = CpuMeter(s.proc.pid for s in servers.values())  # each server leads its own process group
+    data = await direct_runs(servers, base, plan, meter, progress)
     say(direct_table(data["vllm"], data["ponder"]))
     data["ratios"] = [ratios(p, v) for v, p in zip(data["vllm"], data["ponder"], strict=True)]
     say(f"\n== {settings.name}: {plan.samples} samples of one {plan.ms_input_len}-token prompt, "
         f"{plan.ms_max_tokens} tokens each, {plan.ms_rounds} round(s) ==")
     ms = await run_multisample(servers, base, Calibration(**data["calibration"]), samples=plan.samples,
                                input_len=plan.ms_input_len, max_tokens=plan.ms_max_tokens, rounds=plan.ms_rounds,
-                               progress=progress)
+                               meter=meter, settle=plan.settle, progress=progress)
     say(format_multisample(ms))
     data["multisample"] = ms
     data["goals"] = direct_goals(settings.name, data["vllm"], data["ponder"])
@@ -173,6 +180,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ms-rounds", type=int, help=f"multi-sample rounds (default {d.ms_rounds})")
     p.add_argument("--max-model-len", type=int, help=f"both servers (default {d.max_model_len})")
     p.add_argument("--kv-cache-gib", type=float, help=f"both servers (default {d.kv_cache_gib})")
+    p.add_argument("--settle", type=float, help=f"max s to wait for other jobs to go quiet before each run "
+                   f"(default {d.settle:g}; 0: do not wait)")
     p.add_argument("--out", default="benchmarks/results/compare_vllm.json", help="JSON results")
     p.add_argument("--plot", default="benchmarks/results/compare_vllm.png", help="PNG figure")
     p.add_argument("--log-dir", default="artifacts/compare_vllm-logs", help="server logs")
@@ -186,7 +195,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
     if args.concurrency:
         values["concurrency"] = tuple(int(c) for c in args.concurrency.split(",") if c.strip())
     for name in ("requests_per_stream", "duration", "input_len", "max_tokens", "samples", "ms_input_len",
-                 "ms_max_tokens", "ms_rounds", "max_model_len", "kv_cache_gib"):
+                 "ms_max_tokens", "ms_rounds", "max_model_len", "kv_cache_gib", "settle"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     return Plan(**values)

@@ -358,3 +358,13 @@ def test_goal_verdicts() -> None:
           WayResult("vllm_concurrent", "b", wall_s=1.0, output_tokens=200),
           WayResult("ponder_concurrent", "c", wall_s=1.0, output_tokens=250)]
     assert [g.passed for g in multisample_goals("m", 8, ms)] == [True, False]
+
+
+def test_foreign_cpu_reading() -> None:
+    from benchmarks._cpu import CpuMeter, Sample
+
+    before, after = Sample(at=10.0, busy=100.0, mine=50.0), Sample(at=12.0, busy=104.0, mine=51.0)
+    assert CpuMeter.foreign_cores(before, after) == 1.5  # 4 s busy, 1 s ours, over 2 s
+    assert CpuMeter.foreign_cores(before, None) is None
+    reading = CpuMeter().sample()
+    assert reading is not None and reading.busy >= reading.mine >= 0
