@@ -46,6 +46,16 @@ def _group_cpu(pgids: set[int], pids: set[int]) -> float:
     return total / _TICK
 
 
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) of one process so far; None when it is gone or /proc is missing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = stat[stat.rfind(")") + 2:].split()
+    return (int(rest[11]) + int(rest[12])) / _TICK
+
+
 @dataclass(frozen=True)
 class Sample:
     at: float

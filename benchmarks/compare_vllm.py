@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/compare_vllm.py`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks._compare_report import Goal, direct_goals, direct_table, multisample_goals, plot_compare, ratios
-from benchmarks._cpu import CpuMeter
+from benchmarks._cpu import CpuMeter, process_cpu
 from benchmarks._load_client import LoadConfig, calibrate, make_client
 from benchmarks._load_prompts import Calibration, synthetic_prompts, warmup_prompts
 from benchmarks._load_report import save_json
@@ -117,8 +117,13 @@ async def direct_runs(servers: dict[str, Server], base: LoadConfig, plan: Plan, 
             cfg = replace(base, base_url=servers[kind].url)
             work = run_load(cfg, [Level(concurrency=c)], Bounds(n, plan.duration), mine, label=kind,
                             progress=progress)
+            api_pid = servers[kind].proc.pid  # the HTTP front end (the engine runs in its children)
+            api_before = process_cpu(api_pid)
             [s], foreign = await meter.measure(work, settle=plan.settle)
+            api_after = process_cpu(api_pid)
             s.extra["foreign_cores"] = foreign
+            if api_before is not None and api_after is not None:
+                s.extra["api_cpu_s"] = api_after - api_before
             runs[kind].append(s)
             say(f"  {kind:<6} c={c:<3} {s.ok}/{s.requests} ok  {s.output_throughput:8.1f} tok/s  "
                 f"TTFT p50 {s.ttft_ms['p50']:.0f} ms  ITL p50 {s.itl_ms['p50']:.1f} ms  "
