@@ -98,3 +98,18 @@ def test_bundled_model_matches_builder(folder):
     assert config["vocab_size"] == tt.VOCAB_SIZE
     assert config["eos_token_id"] == tt.END_ID
     assert config["max_position_embeddings"] == tt.MODEL_MAX_LENGTH
+
+
+def test_training_prompts_match_chat_template(tok):
+    from ponder.models.tiny_data import make_examples
+    from ponder.models.train_tiny import batches, encode_examples, render_prompt
+
+    for ex in make_examples(300, seed=2):
+        rendered = tok.apply_chat_template(ex.messages, tokenize=False, add_generation_prompt=True)
+        assert render_prompt(ex.messages) == rendered
+    seqs = encode_examples(64, seed=0)
+    (batch,) = batches(seqs, 64, seed=0)[:1]
+    for row in range(batch.shape[1]):
+        labels = batch[1, row][batch[1, row] != -100].tolist()
+        assert labels[-1] == tt.END_ID  # loss ends on <|end|>
+        assert labels[0] == tt.THINK_ID  # and starts at the completion, not the prompt

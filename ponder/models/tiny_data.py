@@ -14,8 +14,8 @@ per-step labels (see `tiny_labels`), e.g.
 
 Mix (defaults): ~15% of sum steps are a slip followed by a correction line; ~20%
 of traces end thinking with a `Wait, let me check.` pass that recomputes the sum,
-and in ~40% of those the main chain holds one UNcorrected slip that the check
-catches (`So it is 129, not 139.`); ~4% of prompts are unreadable and get a short
+and in ~50% of those the main chain holds one UNcorrected slip that the check
+catches (`So it is 129, not 139.`); check passes themselves do not slip; ~4% of prompts are unreadable and get a short
 refusal. `negative` > 0 adds traces whose slips are never fixed and whose answer
 is wrong -- for process-reward-model training only, never for the LM.
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ponder.models.tiny_labels import (
     CHECK_AGAIN_LINE,
@@ -57,8 +57,9 @@ class DataConfig:
     min_operands: int = 2
     max_operands: int = 5
     slip_rate: float = 0.15  # per sum step: a wrong sum followed by a correction
+    check_slip_rate: float = 0.0  # the same inside a check pass: checks are careful
     verify_rate: float = 0.20  # traces that end thinking with a check pass
-    fix_rate: float = 0.40  # of verified traces: an uncorrected slip the check fixes
+    fix_rate: float = 0.50  # of verified traces: an uncorrected slip the check fixes
     again_rate: float = 0.25  # of verified traces: a second check pass
     unreadable_rate: float = 0.04
     system_rate: float = 0.20
@@ -68,7 +69,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not 2 <= self.min_operands <= self.max_operands:
             raise ValueError("need 2 <= min_operands <= max_operands")
-        rates = (self.slip_rate, self.verify_rate, self.fix_rate, self.again_rate,
+        rates = (self.slip_rate, self.check_slip_rate, self.verify_rate, self.fix_rate, self.again_rate,
                  self.unreadable_rate, self.system_rate, self.history_rate, self.negative)
         if not all(0.0 <= r <= 1.0 for r in rates):
             raise ValueError("rates must lie in [0, 1]")
@@ -166,13 +167,14 @@ def _problem_trace(rng: random.Random, ops: tuple[int, ...], cfg: DataConfig,
             again = _chain(tr, rng, ops, DataConfig(slip_rate=0.0), unfixed, in_check=True)
             tr.line(verdict_line(again, value), "verdict", again == total)
     elif verify:
+        careful = replace(cfg, slip_rate=cfg.check_slip_rate)
         tr.line(CHECK_LINE, "check_start", True)
-        checked = _chain(tr, rng, ops, cfg, set(), in_check=True)
+        checked = _chain(tr, rng, ops, careful, set(), in_check=True)
         tr.line(verdict_line(checked, value), "verdict", True)
         value = checked
         if rng.random() < cfg.again_rate:
             tr.line(CHECK_AGAIN_LINE, "check_start", True)
-            _chain(tr, rng, ops, cfg, set(), in_check=True)
+            _chain(tr, rng, ops, careful, set(), in_check=True)
             tr.line(verdict_line(total, total), "verdict", True)
     tr.raw(THINK_END + "\n")
     tr.line(answer_line(value), "answer", value == total, newline=False)
