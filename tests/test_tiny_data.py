@@ -14,6 +14,7 @@ from ponder.models.tiny_data import (
     label_steps,
     make_examples,
     parse_problem,
+    trace_for,
 )
 from ponder.models.tiny_prompts import problem_prompt, unreadable_prompt
 
@@ -186,3 +187,13 @@ def test_heldout_is_disjoint_from_training():
     for p in held:
         assert parse_problem(p.messages[-1]["content"]) == list(p.operands)
         assert is_heldout(tuple(reversed(p.operands)))  # order does not matter
+
+
+def test_trace_for_given_operands():
+    rng = random.Random(0)
+    for p in heldout_problems(50):
+        text, steps = trace_for(rng, p.operands)
+        assert BOXED.findall(text) == [str(p.answer)]
+        assert label_steps(list(p.operands), text) == steps
+        bad, _ = trace_for(rng, p.operands, negative=True)
+        assert "\\boxed" in bad

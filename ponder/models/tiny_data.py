@@ -48,7 +48,7 @@ from ponder.models.tiny_prompts import problem_prompt, system_prompt, unreadable
 
 __all__ = [
     "DataConfig", "Example", "Problem", "StepLabel", "heldout_problems", "is_heldout",
-    "label_steps", "make_example", "make_examples", "parse_problem", "sample_operands",
+    "label_steps", "make_example", "make_examples", "parse_problem", "sample_operands", "trace_for",
 ]
 
 
@@ -222,6 +222,14 @@ def make_example(rng: random.Random, cfg: DataConfig | None = None) -> Example:
     tr, _ = _problem_trace(rng, ops, cfg, negative)
     kind = "negative" if negative else "sum"
     return Example(_messages(rng, user, cfg), tr.text, sum(ops), ops, tr.steps, kind)
+
+
+def trace_for(
+    rng: random.Random, operands: tuple[int, ...], cfg: DataConfig | None = None, negative: bool = False
+) -> tuple[str, list[StepLabel]]:
+    """A completion and its step labels for given operands (e.g. a held-out problem)."""
+    tr, _ = _problem_trace(rng, tuple(operands), cfg or DataConfig(), negative)
+    return tr.text, tr.steps
 
 
 def make_examples(n: int, seed: int = 0, cfg: DataConfig | None = None) -> list[Example]:
