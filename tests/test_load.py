@@ -305,8 +305,11 @@ async def test_against_the_real_ponder_server(tiny_server: Any) -> None:
         each = [await send(client, config, p) for p in prompts[:2]]
     assert cal.measured
     assert (s.ok, s.failed) == (4, 0) and s.tokens_from_usage == 4 and s.output_tokens == 4 * 24
-    for r in each:  # the delta count agrees with the server's usage (one token a chunk)
-        assert r.ok and r.usage_tokens == 24 and r.token_chunks == 24
+    for r in each:
+        assert r.ok and r.usage_tokens == r.output_tokens == 24 and r.side_events >= 1  # ponder.result skipped
+        # without usage the count is one per text chunk: Ponder's think-tag splitter can hold a token
+        # back (a possible "</think>") and merge it into the next chunk, so never more than usage
+        assert 0.75 * 24 <= r.token_chunks <= 24
         assert r.prompt_tokens is not None and abs(r.prompt_tokens - 64) <= 16  # calibrated, +- word lengths
     assert s.ttft_ms["p50"] > 0 and s.itl_ms["p50"] > 0
     async with httpx.AsyncClient() as c:
