@@ -19,7 +19,9 @@ import httpx
 from ponder.engine.base import EngineError
 from ponder.engine.tokenizer import THINK_END, THINK_START, ChatTokenizer
 
-PROBE_LIMIT = 1 << 22  # vocabulary sizes above this are not probed further
+# The vocabulary size is not exposed by vLLM's endpoints (`/detokenize` accepts any id); the
+# replicas reject out-of-vocabulary prompt ids themselves (HTTP 400), so Ponder's own check passes all.
+UNKNOWN_VOCAB = (1 << 31) - 1
 
 
 class _Vocab:
@@ -48,7 +50,7 @@ class RemoteTokenizer:
         self.think_start_id = self._single_token(THINK_START)
         self.think_end_id = self._single_token(THINK_END)
         self.eos_token_id: int | None = None  # vLLM stops at EOS itself; only test doubles read this
-        self.hf = _Vocab(self._vocab_size(), self._decode)
+        self.hf = _Vocab(UNKNOWN_VOCAB, self._decode)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         errors = []
@@ -69,18 +71,6 @@ class RemoteTokenizer:
     def _single_token(self, text: str) -> int | None:
         ids = self.encode(text)
         return ids[0] if len(ids) == 1 else None
-
-    def _vocab_size(self) -> int:
-        """The smallest id the server refuses to detokenize (binary search, about 22 calls, once)."""
-        lo, hi = 0, PROBE_LIMIT  # lo is known valid, hi known invalid (or the limit)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            try:
-                self._post("/detokenize", {"tokens": [mid]})
-                lo = mid
-            except ValueError:
-                hi = mid
-        return hi
 
     def render_chat(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> list[int]:
         data = self._post("/tokenize", {"messages": list(messages), "add_generation_prompt": add_generation_prompt,
