@@ -10,6 +10,7 @@ MCTS tree, the thinking budget with its "Wait" marks); a wrong key shows the
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from tests.browser import Console, chromium, screenshot
 from tests.server import API_KEY
 
 STATIC = Path(__file__).resolve().parent.parent / "ponder" / "serve" / "static"
-PROMPT = "What is 58+27+44?"
+PROMPT = "Add 73, 68 and 95."
 DONE = ".turn:not([data-state=streaming])"
 REPLY_TIMEOUT_MS = 90_000
 
@@ -77,8 +78,24 @@ def page(browser: Any, server: Server) -> Iterator[Any]:
     assert not console.unexpected("status of 401"), console.errors
 
 
-def ask(page: Any, strategy: str, fields: dict[str, Any]) -> Any:
-    """Pick `strategy`, fill `fields` (selector -> value), send the prompt and wait for the reply to end."""
+WATCH = """(selector) => {
+    // When did `selector` first show up in the reply, and when did the reply end? (performance.now() ms)
+    window.seen = { first: null, end: null };
+    new MutationObserver(() => {
+        const turn = document.querySelector(".turn");
+        if (window.seen.first === null && turn?.querySelector(selector)) window.seen.first = performance.now();
+        if (window.seen.end === null && turn && turn.dataset.state !== "streaming") window.seen.end = performance.now();
+    }).observe(document.getElementById("transcript"), { subtree: true, childList: true, attributes: true });
+}"""
+
+
+def ask(page: Any, strategy: str, fields: dict[str, Any], live: str | None = None) -> Any:
+    """Pick `strategy`, fill `fields` (selector -> value), send the prompt and wait for the reply to end.
+
+    With `live`, also check that selector's progress view appeared while the reply was still streaming.
+    """
+    if live:
+        page.evaluate(WATCH, live)
     page.select_option("#strategy", strategy)
     page.fill("#max-tokens", "320")
     page.fill("#seed", "3")
@@ -93,6 +110,9 @@ def ask(page: Any, strategy: str, fields: dict[str, Any]) -> Any:
     assert turn.locator(".answer").inner_text().strip()
     stats = {k: turn.locator(f'[data-stat="{k}"]').inner_text() for k in ("TTFT", "total", "completion")}
     assert int(stats["completion"]) > 0 and stats["TTFT"] != "–", stats
+    if live:
+        seen = page.evaluate("() => window.seen")
+        assert seen["first"] is not None and seen["first"] < seen["end"], f"{live} was not drawn live: {seen}"
     return turn
 
 
@@ -178,7 +198,7 @@ def test_direct(page: Any) -> None:
 
 
 def test_long_cot_shows_waits_and_the_budget(page: Any) -> None:
-    turn = ask(page, "long_cot", {"#think-min": 240, "#think-max": 480, "#think-waits": 2})
+    turn = ask(page, "long_cot", {"#think-min": 240, "#think-max": 480, "#think-waits": 2}, live=".wait-marker")
     assert turn.locator(".wait-marker").count() >= 1
     assert turn.locator(".reasoning-text mark.wait-word").count() >= 1
     assert turn.locator(".budget-bar .mark.wait").count() >= 1
@@ -187,7 +207,7 @@ def test_long_cot_shows_waits_and_the_budget(page: Any) -> None:
 
 
 def test_majority_vote_shows_samples_and_tally(page: Any) -> None:
-    turn = ask(page, "majority_vote", {"#param-n": 6})
+    turn = ask(page, "majority_vote", {"#param-n": 6}, live=".sample-row")
     rows = turn.locator(".sample-row")
     assert rows.count() == 6 and turn.locator(".sample-row.done").count() == 6
     votes = turn.locator(".vote-row")
@@ -206,7 +226,7 @@ def test_best_of_n_shows_scores(page: Any) -> None:
 
 
 def test_mcts_draws_the_tree(page: Any) -> None:
-    turn = ask(page, "mcts", {"#param-iterations": 4, "#param-expand_k": 2})
+    turn = ask(page, "mcts", {"#param-iterations": 4, "#param-expand_k": 3}, live="svg.tree g.node")
     nodes = turn.locator("svg.tree g.node")
     assert nodes.count() > 1
     assert turn.locator("svg.tree path.edge").count() == nodes.count() - 1
@@ -214,3 +234,20 @@ def test_mcts_draws_the_tree(page: Any) -> None:
     visits = [int(v) for v in nodes.evaluate_all("els => els.map(e => e.dataset.visits)")]
     assert max(visits) >= 4  # the root saw every iteration
     screenshot(page, "mcts")
+
+
+def test_stop_cancels_the_request(page: Any, server: Server) -> None:
+    page.select_option("#strategy", "mcts")
+    page.fill("#param-iterations", "200")
+    page.fill("#prompt", PROMPT)
+    page.click("#send")
+    page.wait_for_selector("svg.tree g.node", timeout=REPLY_TIMEOUT_MS)
+    page.click("#stop")
+    page.wait_for_selector(".turn[data-state=stopped]", timeout=10_000)
+    assert page.is_enabled("#send") and page.is_disabled("#stop")
+    deadline = time.monotonic() + 15
+    inflight = -1
+    while inflight != 0 and time.monotonic() < deadline:
+        inflight = httpx.get(f"{server.url}/health", timeout=10).json()["inflight"]
+        time.sleep(0.2)
+    assert inflight == 0  # the server saw the disconnect and cancelled the search

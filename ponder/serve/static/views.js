@@ -129,7 +129,7 @@ class ScoresView {
     this.list.replaceChildren();
     for (const s of [...this.scores].sort((a, b) => b.score - a.score || a.index - b.index)) {
       const b = bar();
-      setWidth(b.fill, hi > lo ? (s.score - lo) / (hi - lo) : 1);
+      setWidth(b.fill, hi > lo ? 0.06 + 0.94 * ((s.score - lo) / (hi - lo)) : 1);  // the lowest still shows
       const row = h("div", { class: "score-row", "data-index": s.index }, h("span", { class: "label" }, `#${s.index}`),
         b.el, h("span", { class: "score" }, fmt.num(s.score)), h("span", { class: "answer-chip" }, fmt.answer(s.answer)));
       paintAnswer(row, s.answer);
