@@ -12,8 +12,8 @@ STAMP := $(VENV)/.ponder-$(VLLM)-installed
 PYTEST_ARGS ?=
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the tests use as real peers: a Prometheus server (and promtool).
-SYSTEM_PACKAGES := prometheus
+# Debian packages the tests use as real peers: a Prometheus server (and promtool), a headless Chromium.
+SYSTEM_PACKAGES := prometheus chromium
 
 .PHONY: setup models sysdeps serve test lint bench clean
 

@@ -68,10 +68,11 @@ class ScriptedEngine:
                 return out, "stop", None
             if t in config.stop_token_ids:
                 return out, "stop", t
-            text = self.decode(out)
-            for s in config.stop:
-                if text.endswith(s):
-                    return out, "stop", s
+            if config.stop:
+                text = self.decode(out)
+                for s in config.stop:
+                    if text.endswith(s):
+                        return out, "stop", s
             if len(out) >= config.max_tokens:
                 return out, "length", None
         return out, "stop", None

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 
 def running(tiny_server: Any) -> int:
@@ -33,8 +34,18 @@ LONG = {
 }
 
 
-def test_disconnect_mid_stream_aborts_the_engine_request(tiny_server: Any) -> None:
-    body = {**LONG, "strategy": {"name": "long_cot"}, "thinking": {"min_tokens": 1400, "max_waits": 64}}
+def saw_running(tiny_server: Any, polls: int = 40) -> bool:
+    """Between engine requests of one strategy there are instants with none running: poll."""
+    return any(running(tiny_server) >= 1 for _ in range(polls))
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [{"name": "direct"}, {"name": "mcts", "iterations": 50, "expand_k": 3, "rollouts": 4}],
+    ids=["mid-reasoning", "mid-tree"],
+)
+def test_disconnect_mid_stream_aborts_the_engine_request(tiny_server: Any, strategy: dict[str, Any]) -> None:
+    body = {**LONG, "strategy": strategy, "n": 16 if strategy["name"] == "direct" else 1}  # long enough to catch
     with (
         httpx.Client(base_url=tiny_server.url, headers=tiny_server.headers, timeout=60) as c,
         c.stream("POST", "/v1/chat/completions", json=body) as r,
@@ -45,7 +56,19 @@ def test_disconnect_mid_stream_aborts_the_engine_request(tiny_server: Any) -> No
             lines += line.startswith("data:")
             if lines >= 20:
                 break
-        assert running(tiny_server) >= 1  # still generating when we leave
+        assert saw_running(tiny_server), httpx.get(f"{tiny_server.url}/health").text  # still generating when we leave
+    assert wait_idle(tiny_server) < 2.0
+
+
+def test_disconnect_during_budget_forcing(tiny_server: Any) -> None:
+    body = {**LONG, "strategy": "long_cot", "thinking": {"min_tokens": 1400, "max_waits": 64}}
+    with (
+        httpx.Client(base_url=tiny_server.url, headers=tiny_server.headers, timeout=60) as c,
+        c.stream("POST", "/v1/chat/completions", json=body) as r,
+    ):
+        for n, _ in enumerate(r.iter_lines()):
+            if n > 30:
+                break
     assert wait_idle(tiny_server) < 2.0
 
 

@@ -18,6 +18,7 @@ from ponder import __version__
 from ponder.serve.auth import require_key
 from ponder.serve.config import ServerConfig
 from ponder.serve.errors import APIError, error_response
+from ponder.serve.playground import router as playground
 from ponder.serve.routes import api, open_routes
 from ponder.serve.runner import outcome_of
 from ponder.serve.state import ServedModel, ServerState
@@ -83,6 +84,7 @@ def create_app(config: ServerConfig, loader: ModelLoader = load_models) -> FastA
     )
     app.state.ponder = state
     app.include_router(open_routes)
+    app.include_router(playground)
     app.include_router(api)
     if config.metrics_port is None:
         deps = [Depends(require_key)] if config.metrics_auth else []

@@ -146,6 +146,8 @@ class RequestObserver:
 
     def __init__(self, metrics: Metrics, model: str, strategy: str) -> None:
         self.m, self.labels = metrics, (model, strategy)
+        self._ttft = metrics.ttft.labels(model, strategy)  # resolved once: labels() costs a lock per call
+        self._itl = metrics.itl.labels(model, strategy)
         self.start = time.perf_counter()
         self.last: float | None = None
         self.first: float | None = None
@@ -156,9 +158,9 @@ class RequestObserver:
         now = time.perf_counter()
         if self.first is None:
             self.first = now
-            self.m.ttft.labels(*self.labels).observe(now - self.start)
+            self._ttft.observe(now - self.start)
         elif self.last is not None:
-            self.m.itl.labels(*self.labels).observe(now - self.last)
+            self._itl.observe(now - self.last)
         self.last = now
 
     def finish(self, outcome: str, usage: Any = None, report: dict[str, Any] | None = None) -> None:

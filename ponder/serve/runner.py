@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from ponder.engine.base import EngineDead
 from ponder.serve.admission import Ticket, expected_tokens
@@ -92,27 +92,43 @@ class StrategyRun:
         except BaseException as e:  # handed to the consumer, which maps it to an API error
             self._queue.put_nowait(e)
 
-    async def events(self) -> AsyncGenerator[Event, None]:
+    async def batches(self) -> AsyncGenerator[list[Event], None]:
+        """The strategy's events, in batches of whatever is ready: under load one write
+        carries many events instead of one syscall each."""
         self._task = asyncio.get_running_loop().create_task(self._produce())
         deadline = time.monotonic() + self.prep.timeout
+        queue = self._queue
         try:
             while True:
-                try:
-                    item = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
+                if queue.empty():
                     async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                        item = await self._queue.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                if isinstance(item, Report):
-                    self.report = item.data
-                elif isinstance(item, Reasoning | Content) and item.text:
-                    self.observer.token()
-                yield item
+                        pending = [await queue.get()]
+                else:
+                    pending = []
+                while not queue.empty():
+                    pending.append(queue.get_nowait())
+                batch: list[Event] = []
+                for item in pending:
+                    if item is _END or isinstance(item, BaseException):
+                        if batch:
+                            yield batch
+                        if item is _END:
+                            return
+                        raise item
+                    if isinstance(item, Report):
+                        self.report = item.data
+                    elif isinstance(item, Reasoning | Content) and item.text:
+                        self.observer.token()
+                    batch.append(item)
+                yield batch
         finally:
             await self.close()
+
+    async def events(self) -> AsyncGenerator[Event, None]:
+        async with contextlib.aclosing(self.batches()) as batches:
+            async for batch in batches:
+                for ev in batch:
+                    yield ev
 
     async def close(self) -> None:
         if self._closed:
@@ -217,36 +233,41 @@ async def respond(request: Request, state: ServerState, prep: Prepared, fmt: Cha
         run.finish(outcome)
 
 
-async def _sse(run: StrategyRun, fmt: ChatFormat, prep: Prepared, state: ServerState) -> AsyncIterator[Any]:
+def _sse_bytes(data: str, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {data}\n\n".encode()
+
+
+async def _sse(run: StrategyRun, fmt: ChatFormat, prep: Prepared, state: ServerState) -> AsyncIterator[bytes]:
+    """The SSE body, encoded here (bytes pass through sse-starlette untouched), one write per batch."""
     outcome = "cancelled"
+    name = prep.spec.name
     try:
-        for chunk in fmt.opening():
-            yield dumps(chunk)
+        yield b"".join(_sse_bytes(dumps(chunk)) for chunk in fmt.opening())
         try:
-            async with contextlib.aclosing(run.events()) as events:
-                async for ev in events:
-                    if isinstance(ev, Progress):
-                        yield ServerSentEvent(
-                            data=dumps(fmt.side({"type": "progress", "strategy": prep.spec.name, **ev.data})),
-                            event="ponder.progress",
-                        )
-                    elif isinstance(ev, Report):
-                        yield ServerSentEvent(
-                            data=dumps(fmt.side({"type": "result", "strategy": prep.spec.name, **ev.data})),
-                            event="ponder.result",
-                        )
-                    else:
-                        yield dumps(fmt.delta(ev))
+            async with contextlib.aclosing(run.batches()) as batches:
+                async for batch in batches:
+                    out = []
+                    for ev in batch:
+                        if isinstance(ev, Progress):
+                            side = fmt.side({"type": "progress", "strategy": name, **ev.data})
+                            out.append(_sse_bytes(dumps(side), "ponder.progress"))
+                        elif isinstance(ev, Report):
+                            side = fmt.side({"type": "result", "strategy": name, **ev.data})
+                            out.append(_sse_bytes(dumps(side), "ponder.result"))
+                        else:
+                            out.append(_sse_bytes(dumps(fmt.delta(ev))))
+                    yield b"".join(out)
             if prep.include_usage:
-                yield dumps(fmt.usage(run.ctx.usage))
+                yield _sse_bytes(dumps(fmt.usage(run.ctx.usage)))
             outcome = "ok"
         except asyncio.CancelledError:
             raise
         except Exception as e:
             err = to_api_error(e, state, run.rid)
             outcome = outcome_of(err)
-            yield dumps(err.body())
-        yield "[DONE]"
+            yield _sse_bytes(dumps(err.body()))
+        yield b"data: [DONE]\n\n"
     finally:
         await run.close()
         run.finish(outcome)
