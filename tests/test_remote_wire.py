@@ -167,6 +167,20 @@ async def test_a_replica_dying_mid_stream_is_a_clear_error_not_a_truncation(tiny
     assert len(got) == 2 and other == [] and not eng.pool.get(A).up
 
 
+async def test_an_error_chunk_fails_over_only_when_the_replicas_engine_died(tiny_tokenizer_dir: Path) -> None:
+    died = {"error": {"message": "EngineCore encountered an issue.", "type": "BadRequestError", "code": 400}}
+    other: list[dict[str, Any]] = []
+    eng = engine(tiny_tokenizer_dir, {A: replica(lambda b: sse([died]), health=[503] * 5),
+                                      B: replica(lambda b: sse(TWO_SAMPLES), seen=other)})
+    eng.pool.get(B).inflight = 1  # A takes the request first
+    _, samples = await collect(eng, SamplingConfig(n=2))
+    assert samples[1].finish_reason == "length" and len(other) == 1 and not eng.pool.get(A).up
+    eng = engine(tiny_tokenizer_dir, {A: replica(lambda b: sse([died]))})  # healthy: the request's own fault
+    with pytest.raises(EngineError, match="EngineCore encountered an issue") as info:
+        await collect(eng, SamplingConfig())
+    assert eng.pool.get(A).up and "no replica could serve" not in str(info.value)
+
+
 @pytest.mark.parametrize("chunks", [TWO_SAMPLES[:3], []])
 async def test_a_stream_ending_without_every_sample_finished_is_an_error(tiny_tokenizer_dir: Path,
                                                                           chunks: list[dict[str, Any]]) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 from ponder.engine.base import EngineDead, EngineError, EngineUpdate, SampleDelta, SamplingConfig
 from ponder.engine.remote_pool import ReplicaPool
-from ponder.engine.remote_wire import ChunkDecoder, completion_body
+from ponder.engine.remote_wire import ChunkDecoder, StreamError, completion_body
 from ponder.engine.replica import ClientSettings, Replica, ReplicaFailure
 from ponder.engine.routing import NoReplica, Router, RoutingConfig
 
@@ -223,7 +223,13 @@ class RemoteEngine:
                     break
                 if isinstance(item, BaseException):
                     raise item
-                deltas = decoder.decode(item)
+                try:
+                    deltas = decoder.decode(item)
+                except StreamError as e:  # a request's fault, or its replica's engine died: ask /health
+                    problem = await replica.probe(self.config.health_timeout)
+                    if problem is not None:
+                        raise ReplicaFailure(replica.url, f"{e} ({problem})", retryable=True) from e
+                    raise
                 if not deltas:
                     continue
                 if held is not None:  # not expected after every sample finished; keep it, in order

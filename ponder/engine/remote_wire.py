@@ -55,6 +55,10 @@ def completion_body(model: str, prompt: Sequence[int], cfg: SamplingConfig, requ
     return body
 
 
+class StreamError(EngineError):
+    """The replica reported an error inside the stream (vLLM sends every such error as code 400)."""
+
+
 def _token_id(key: str) -> int:
     if not key.startswith(TOKEN_ID_PREFIX):
         raise EngineError(f"replica sent a logprob token {key!r} without its id (is it a vLLM server?)")
@@ -103,7 +107,7 @@ class ChunkDecoder:
         if "error" in chunk and not chunk.get("choices"):
             err = chunk["error"]
             message = err.get("message", err) if isinstance(err, dict) else err
-            raise EngineError(f"the replica failed the request: {message}")
+            raise StreamError(f"the replica failed the request: {message}")
         usage = chunk.get("usage")
         if usage:
             details = usage.get("prompt_tokens_details") or {}
