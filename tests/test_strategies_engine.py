@@ -150,21 +150,17 @@ def test_thinking_max_tokens_is_a_hard_cap(http: httpx.Client) -> None:
 
 
 def test_early_stop_spends_fewer_tokens_on_easy_problems(http: httpx.Client) -> None:
-    easy = [[{"role": "user", "content": f"{a}+{b}"}] for a, b in ((11, 22), (30, 40), (12, 13), (50, 20))]
-    fixed = early = 0
+    # two small operands, sampled at T=0.5: problems this model mostly agrees with itself on
+    easy = [[{"role": "user", "content": f"{a}+{b}"}] for a, b in ((11, 22), (30, 40), (12, 13), (50, 20), (21, 21))]
+    fixed = early = stopped = 0
     for i, messages in enumerate(easy):
-        fixed += chat(http, messages=messages, strategy={"name": "majority_vote", "n": 16}, seed=i, temperature=1.0)[
-            "usage"
-        ]["completion_tokens"]
-        body = chat(
-            http,
-            messages=messages,
-            strategy={"name": "majority_vote", "n": 16, "early_stop": 0.75, "wave": 4},
-            seed=i,
-            temperature=1.0,
-        )
+        vote = {"name": "majority_vote", "n": 16}
+        fixed += chat(http, messages=messages, strategy=vote, seed=i, temperature=0.5)["usage"]["completion_tokens"]
+        body = chat(http, messages=messages, strategy={**vote, "early_stop": 0.75, "wave": 4}, seed=i, temperature=0.5)
         early += body["usage"]["completion_tokens"]
-    assert early < 0.6 * fixed
+        stopped += body["ponder"]["early_stop"]
+    print(f"\nearly stop: {early} tokens vs {fixed} for fixed n=16 ({stopped}/{len(easy)} stopped early)")
+    assert stopped >= 3 and early < 0.6 * fixed
 
 
 def test_majority_vote_beats_single_samples_on_100_heldout_problems(http: httpx.Client) -> None:
