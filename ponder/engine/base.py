@@ -27,6 +27,10 @@ class EngineDead(EngineError):
     """The engine is gone; the server must report unhealthy and stop."""
 
 
+class EngineRejected(EngineError):
+    """The engine refused the request's settings (the client's fault: a 400)."""
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
     """Sampling settings for one engine request (all `n` samples share them)."""

@@ -17,6 +17,7 @@ from typing import Any
 from ponder.engine.base import (
     EngineDead,
     EngineError,
+    EngineRejected,
     EngineUpdate,
     SampleDelta,
     SamplingConfig,
@@ -145,11 +146,16 @@ class VllmEngine:
     async def stream(
         self, prompt: Sequence[int], config: SamplingConfig, request_id: str
     ) -> AsyncIterator[EngineUpdate]:
+        from vllm.exceptions import VLLMClientError
         from vllm.inputs import TokensPrompt
         from vllm.v1.engine.exceptions import EngineDeadError
 
-        engine_input = self._llm.renderer.render_cmpl([TokensPrompt(prompt_token_ids=list(prompt))])[0]
-        gen = self._llm.generate(engine_input, _sampling_params(config), request_id)
+        try:
+            params = _sampling_params(config)
+            engine_input = self._llm.renderer.render_cmpl([TokensPrompt(prompt_token_ids=list(prompt))])[0]
+        except (VLLMClientError, ValueError) as e:
+            raise EngineRejected(str(e)) from e
+        gen = self._llm.generate(engine_input, params, request_id)
         try:
             async for out in gen:
                 samples = [
@@ -172,6 +178,8 @@ class VllmEngine:
                 )
         except EngineDeadError as e:
             raise EngineDead(str(e)) from e
+        except VLLMClientError as e:
+            raise EngineRejected(str(e)) from e
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as e:

@@ -135,7 +135,13 @@ class Metrics:
         self.queue_wait = Histogram(
             "ponder_queue_wait_seconds", "Time a request waited for admission", ML, buckets=LATENCY_BUCKETS, registry=r
         )
-        self.queued = Gauge("ponder_requests_queued", "Requests waiting for admission", ("model",), registry=r)
+        self.queued = Gauge("ponder_requests_queued", "Requests waiting for admission (server-wide)", registry=r)
+
+    def declare(self, model: str, strategies: list[str]) -> None:
+        """Create every model x strategy x outcome request series at 0, so rate() sees each first increment."""
+        for strategy in (*strategies, "none"):
+            for outcome in OUTCOMES:
+                self.requests.labels(model, strategy, outcome)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

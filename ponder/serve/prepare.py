@@ -120,6 +120,19 @@ def _strategy(
     return spec, params, budget or limits.max_request_tokens
 
 
+def _check_greedy(sampling: SamplingConfig, params: Any) -> None:
+    """Greedy decoding makes every sample of one engine request the same: refuse it where a strategy samples."""
+    if sampling.temperature > 0:
+        return
+    many = [("n", sampling.n)] + [(f"strategy.{a}", getattr(params, a, 1)) for a in ("n", "expand_k", "rollouts")]
+    for param, value in many:
+        if isinstance(value, int) and value > 1:
+            raise bad_request(
+                f"temperature 0 (greedy) makes all {param}={value} samples identical; use a temperature > 0",
+                param="temperature",
+            )
+
+
 def _check_scorers(state: ServerState, model: ServedModel, params: Any) -> None:
     """A scorer the strategy names must exist for this model, and take the aggregate asked."""
     scorers = state.scorers_for(model)
@@ -216,6 +229,7 @@ def prepare(
     spec, params, budget = _strategy(req, alias, wants_thinking, limits)
     _check_scorers(state, model, params)
     sampling = _sampling(req, model, req.n, max_tokens, logprobs, stop)
+    _check_greedy(sampling, params)
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     if req.stream_options is not None and not req.stream:
         raise bad_request("stream_options is only allowed when stream is true", param="stream_options")

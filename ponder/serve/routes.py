@@ -85,6 +85,7 @@ async def chat_completions(request: Request) -> Any:
             f"the messages cannot be rendered with this model's chat template: {e}", param="messages"
         ) from None
     prep = prepare(state, req, prompt_ids, model, alias, messages)
+    request.state.labels = (model.name, prep.spec.name)
     rid = new_request_id("chatcmpl")
     fmt = ChatFormat(rid, req.model, int(time.time()), req.n, prep.logprobs)
     return await respond(request, state, prep, fmt, rid)
@@ -120,6 +121,7 @@ async def completions(request: Request) -> Any:
     if not prompt_ids:
         raise bad_request("prompt must not be empty", param="prompt")
     prep = prepare(state, req, prompt_ids, model, alias)
+    request.state.labels = (model.name, prep.spec.name)
     rid = new_request_id("cmpl")
     fmt = CompletionFormat(rid, req.model, int(time.time()), req.n, prep.logprobs)
     return await respond(request, state, prep, fmt, rid)

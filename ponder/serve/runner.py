@@ -19,7 +19,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from ponder.engine.base import EngineDead
+from ponder.engine.base import EngineDead, EngineRejected
 from ponder.serve.admission import Ticket, expected_tokens
 from ponder.serve.chunks import ChatFormat, dumps
 from ponder.serve.errors import APIError
@@ -46,6 +46,8 @@ def to_api_error(e: BaseException, state: ServerState, rid: str) -> APIError:
         return APIError(400, f"the compute budget is too small for this request: {e}", param="strategy.budget")
     if isinstance(e, TimeoutError):
         return APIError(408, "the request exceeded its timeout and was aborted", param="timeout", code="timeout")
+    if isinstance(e, EngineRejected):
+        return APIError(400, f"the engine rejected the request: {e}", code="invalid_value")
     if isinstance(e, EngineDead):
         state.engine_dead = str(e) or "engine died"
         return APIError(503, "the inference engine is unavailable", code="engine_dead")
@@ -112,9 +114,9 @@ class StrategyRun:
                     if item is _END or isinstance(item, BaseException):
                         if batch:
                             yield batch
-                        if item is _END:
-                            return
-                        raise item
+                        if isinstance(item, BaseException):
+                            raise item
+                        return
                     if isinstance(item, Report):
                         self.report = item.data
                     elif isinstance(item, Reasoning | Content) and item.text:
@@ -134,13 +136,21 @@ class StrategyRun:
         if self._closed:
             return
         self._closed = True
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
-        aborted = await asyncio.shield(self.ctx.close())
+        # Count before the first await: a disconnected client's cancel scope interrupts every later
+        # await here, and cancelling the task (or ctx.close) aborts exactly these engine requests.
+        aborted = self.ctx.open_requests
         if aborted:
             self.state.metrics.aborts.labels(self.prep.model.name).inc(aborted)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        # a task of its own, so a cancelled caller (a gone client) cannot cut the aborts short
+        await asyncio.shield(asyncio.ensure_future(self._close_rest()))
+
+    async def _close_rest(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(BaseException):
+                await self._task
+        await self.ctx.close()
 
     def interrupt(self, err: APIError) -> None:
         """Stop the strategy from outside (shutdown, dead engine); the client gets `err`."""
@@ -171,8 +181,10 @@ class RunResponse(EventSourceResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await self.run.close()
-            self.run.finish("cancelled")  # no-op when the stream already recorded its outcome
+            try:
+                await self.run.close()
+            finally:
+                self.run.finish("cancelled")  # no-op when the stream already recorded its outcome
 
 
 async def _listen_for_disconnect(request: Request) -> None:
@@ -229,8 +241,10 @@ async def respond(request: Request, state: ServerState, prep: Prepared, fmt: Cha
         listener.cancel()
         if not work.done():
             work.cancel()
-        await run.close()
-        run.finish(outcome)
+        try:
+            await run.close()
+        finally:
+            run.finish(outcome)
 
 
 def _sse_bytes(data: str, event: str | None = None) -> bytes:
@@ -269,5 +283,7 @@ async def _sse(run: StrategyRun, fmt: ChatFormat, prep: Prepared, state: ServerS
             yield _sse_bytes(dumps(err.body()))
         yield b"data: [DONE]\n\n"
     finally:
-        await run.close()
-        run.finish(outcome)
+        try:
+            await run.close()
+        finally:
+            run.finish(outcome)

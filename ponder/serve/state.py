@@ -47,6 +47,7 @@ class ServerState:
         self.admission = Admission(config.admission)
         self._scorers: dict[str, ModelScorers] = {}
         self.metrics = Metrics()
+        self.metrics.queued.set_function(lambda: self.admission.queued)
 
     def scorers_for(self, model: ServedModel) -> ModelScorers:
         """The `name -> Scorer` lookup for `model` (scorers are built on first use)."""
@@ -57,6 +58,7 @@ class ServerState:
 
     def add(self, model: ServedModel) -> None:
         self.models[model.name] = model
+        self.metrics.declare(model.name, list(STRATEGIES))
 
     def lookup(self, name: str) -> tuple[ServedModel, str | None]:
         """(model, strategy from the alias) for `name` or `name@strategy`; 404 if unknown."""
