@@ -81,10 +81,12 @@ def start_replicas(count: int, folder: str, name: str, log_dir: Path, **kw: Any)
 
 
 def kill(server: Server) -> None:
-    """SIGKILL the replica's whole process group: an abrupt machine loss, no graceful drain."""
+    """SIGKILL the replica's whole process group: an abrupt machine loss, no graceful drain.
+
+    Does not wait: tearing down a large vLLM process can take seconds, and a caller running
+    an event loop must not block (reap it with `server.proc.wait` in a thread)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(server.proc.pid, signal.SIGKILL)
-    server.proc.wait(10)
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -171,10 +173,13 @@ class ChatResult:
         return self.status == 200 and self.error is None and self.finish_reason is not None
 
 
-async def chat(client: httpx.AsyncClient, body: dict[str, Any]) -> ChatResult:
-    """POST a streamed /v1/chat/completions and parse its SSE (chunks, `ponder.result`, error events)."""
+async def chat(client: httpx.AsyncClient, body: dict[str, Any], res: ChatResult | None = None) -> ChatResult:
+    """POST a streamed /v1/chat/completions and parse its SSE (chunks, `ponder.result`, error events).
+
+    Pass `res` to watch the request while it runs (its `ttft` is set at the first token)."""
     t0 = time.monotonic()
-    res = ChatResult(0, started=t0)
+    res = res or ChatResult(0)
+    res.started = t0
     body = {**body, "stream": True, "stream_options": {"include_usage": True}}
     async with client.stream("POST", "/v1/chat/completions", json=body) as r:
         res.status = r.status_code

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from benchmarks._replicas import (
+    ChatResult,
     InProcessPonder,
     chat,
     finished_requests,
@@ -188,10 +189,11 @@ def test_tokenizer_from_the_replicas_matches_the_folder(replicas: list[Server]) 
 async def test_killing_a_replica_under_load_then_restarting_it(ponder: InProcessPonder, http: httpx.AsyncClient,
                                                                  replicas: list[Server], tmp_path: Path,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Six clients keep sending; a long request is mid-stream on the victim when it is SIGKILLed."""
     eng = ponder.engine
     victim = replicas[1]
     rep = eng.pool.get(victim.url)
-    results: list = []
+    results: list[ChatResult] = []
     stop = asyncio.Event()
     marks: dict[str, float] = {}
 
@@ -208,12 +210,23 @@ async def test_killing_a_replica_under_load_then_restarting_it(ponder: InProcess
         marks["down"], marks["attempts_at_down"] = time.monotonic(), rep.attempts
 
     caplog.set_level(logging.ERROR, logger="ponder.serve")
+    long_msgs = ask(99, 98, 97)
+    eng.router.record(victim.url, eng.render_chat(long_msgs))  # affinity (both idle) puts it on the victim
+    long = ChatResult(0)
+    long_task = asyncio.create_task(chat(http, {"model": NAME, "messages": long_msgs, "max_tokens": 1900,
+                                                 "ignore_eos": True}, long))
+    deadline = time.monotonic() + 60
+    while long.ttft is None:
+        assert time.monotonic() < deadline and not long_task.done(), "the long request never started streaming"
+        await asyncio.sleep(0.01)
+    assert rep.inflight == 1
     workers = [asyncio.create_task(worker(w)) for w in range(6)]
-    await asyncio.sleep(6)
+    await asyncio.sleep(2)
     inflight_on_victim = rep.inflight
     watcher = asyncio.create_task(watch())
     marks["kill"] = time.monotonic()
     kill(victim)
+    reaped = asyncio.create_task(asyncio.to_thread(victim.proc.wait, 60))
     # a supervisor restarts it at once (same address); vLLM takes far longer to start than the load runs
     port = int(victim.url.rsplit(":", 1)[1])
     restarting = asyncio.create_task(asyncio.to_thread(start_replica, str(TINY_FOLDER), NAME, tmp_path, index=1,
@@ -221,21 +234,24 @@ async def test_killing_a_replica_under_load_then_restarting_it(ponder: InProcess
     await asyncio.sleep(10)
     stop.set()
     await asyncio.gather(*workers)
+    await long_task
     await asyncio.wait_for(watcher, 5)
+    await reaped
     assert not rep.up, "the load phase outlasted the restart; lengthen the restart or shorten the load"
 
-    failed = [r for r in results if not r.ok]
+    failed = [r for r in [*results, long] if not r.ok]
     after_down = [r for r in results if r.started >= marks["down"]]
-    counts = {"total": len(results), "ok": len(results) - len(failed), "failed": len(failed),
+    counts = {"total": len(results) + 1, "ok": len(results) + 1 - len(failed), "failed": len(failed),
               "in_flight_on_victim_at_kill": inflight_on_victim, "sent_after_down": len(after_down),
-              "down_after_s": round(marks["down"] - marks["kill"], 3)}
+              "down_after_s": round(marks["down"] - marks["kill"], 3), "long_request_error": long.error}
     print("failover outcome:", counts)
     assert rep.attempts == marks["attempts_at_down"]  # nothing was sent to it once it was marked down
     assert after_down and all(r.ok for r in after_down)
+    assert long in failed and long.finish_reason is None  # an error event, never a silently short answer
     assert len(failed) <= inflight_on_victim and all(r.started < marks["kill"] for r in failed)
-    for r in failed:  # an error event, never a silently short answer
+    for r in failed:
         assert r.error and r.error.get("message"), r
-    assert len(failed) == 0 or "mid-stream" in caplog.text
+    assert "mid-stream" in caplog.text
 
     restarted = await restarting
     replicas[1] = restarted
