@@ -71,7 +71,8 @@ def test_an_mcts_tree_stays_on_one_replica_while_other_traffic_spreads() -> None
     loads = {A: 0, B: 0, C: 0}
     root = prompt(99, 40)
     paths = [root]
-    tree_replicas, others = set(), Counter()
+    tree_replicas: set[str] = set()
+    others: Counter[str] = Counter()
     for i in range(60):
         parent = rng.choice(paths)
         child = parent + [rng.randrange(500) for _ in range(rng.randrange(5, 20))]
