@@ -35,8 +35,17 @@ from ponder.serve.launch import Server, free_port, start
 BLOCK_SIZE = 32
 
 
-def vllm_command(folder: str, name: str, port: int, *, block_size: int = BLOCK_SIZE, dtype: str = "float32",
-                 max_model_len: int = 2048, kv_cache_gib: float = 1.0, max_num_seqs: int = 64) -> list[str]:
+def vllm_command(
+    folder: str,
+    name: str,
+    port: int,
+    *,
+    block_size: int = BLOCK_SIZE,
+    dtype: str = "float32",
+    max_model_len: int = 2048,
+    kv_cache_gib: float = 1.0,
+    max_num_seqs: int = 64,
+) -> list[str]:
     return [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", folder, "--served-model-name", name,
         "--host", "127.0.0.1", "--port", str(port), "--dtype", dtype, "--max-model-len", str(max_model_len),
@@ -50,16 +59,31 @@ def vllm_command(folder: str, name: str, port: int, *, block_size: int = BLOCK_S
     ]  # fmt: skip
 
 
-def start_replica(folder: str, name: str, log_dir: Path, *, index: int, port: int | None = None,
-                  progress: bool = False, dev_mode: bool = False, **kw: Any) -> Server:
+def start_replica(
+    folder: str,
+    name: str,
+    log_dir: Path,
+    *,
+    index: int,
+    port: int | None = None,
+    progress: bool = False,
+    dev_mode: bool = False,
+    **kw: Any,
+) -> Server:
     """One replica pinned to core `index` (a "machine" each); `dev_mode` adds vLLM's /reset_prefix_cache."""
     port = port or free_port()
     cores = os.cpu_count() or 1
     env = {"VLLM_CPU_OMP_THREADS_BIND": str(index % cores), "VLLM_CPU_KVCACHE_SPACE": "1"}
     if dev_mode:
         env["VLLM_SERVER_DEV_MODE"] = "1"
-    return start(vllm_command(folder, name, port, **kw), port, log_dir / f"vllm-{index}-{port}.log", env=env,
-                 timeout=400, progress=progress)
+    return start(
+        vllm_command(folder, name, port, **kw),
+        port,
+        log_dir / f"vllm-{index}-{port}.log",
+        env=env,
+        timeout=400,
+        progress=progress,
+    )
 
 
 def start_replicas(count: int, folder: str, name: str, log_dir: Path, **kw: Any) -> list[Server]:

@@ -67,13 +67,25 @@ def sessions(workload: str, args: argparse.Namespace) -> list[Session]:
         for q in range(args.questions):
             a, b, c = (rng.randrange(10, 99) for _ in range(3))
             if workload == "mcts":
-                strategy = {"name": "mcts", "iterations": args.iterations, "expand_k": 2, "max_depth": 6,
-                            "step_max_tokens": 32, "value": "rollout"}
+                strategy = {
+                    "name": "mcts",
+                    "iterations": args.iterations,
+                    "expand_k": 2,
+                    "max_depth": 6,
+                    "step_max_tokens": 32,
+                    "value": "rollout",
+                }
             else:
                 strategy = {"name": "best_of_n", "n": args.n, "scorer": args.scorer}
-            session.append({"model": args.name, "seed": 1000 * s + q, "max_tokens": args.max_tokens,
-                            "messages": [{"role": "system", "content": doc},
-                                         {"role": "user", "content": f"{a}+{b}+{c}"}], "strategy": strategy})
+            session.append(
+                {
+                    "model": args.name,
+                    "seed": 1000 * s + q,
+                    "max_tokens": args.max_tokens,
+                    "messages": [{"role": "system", "content": doc}, {"role": "user", "content": f"{a}+{b}+{c}"}],
+                    "strategy": strategy,
+                }
+            )
         out.append(session)
     return out
 
@@ -85,8 +97,9 @@ def pct(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run_workload(url: str, label: str, work: list[Session], concurrency: int,
-                       think: float = 0.0) -> tuple[list[ChatResult], float]:
+async def run_workload(
+    url: str, label: str, work: list[Session], concurrency: int, think: float = 0.0
+) -> tuple[list[ChatResult], float]:
     """Sessions `concurrency` at a time; inside one, each request waits for the previous answer and
     a uniform(0, 2*think) s pause (a user reading it), so other sessions' requests come in between."""
     gate = asyncio.Semaphore(concurrency)
@@ -103,16 +116,23 @@ async def run_workload(url: str, label: str, work: list[Session], concurrency: i
                     await asyncio.sleep(pause.uniform(0, 2 * think))
                 results.append(await chat(client, body))
             done += 1
-            print(f"  [{label}] {done}/{len(work)} sessions, {len(results)} requests, "
-                  f"{time.monotonic() - t0:.1f} s", flush=True)
+            print(
+                f"  [{label}] {done}/{len(work)} sessions, {len(results)} requests, {time.monotonic() - t0:.1f} s",
+                flush=True,
+            )
 
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
         await asyncio.gather(*(one(s) for s in work))
     return results, time.monotonic() - t0
 
 
-def measure(results: list[ChatResult], wall: float, before: list[dict[str, float]], after: list[dict[str, float]],
-            routing: dict[str, int]) -> dict[str, Any]:
+def measure(
+    results: list[ChatResult],
+    wall: float,
+    before: list[dict[str, float]],
+    after: list[dict[str, float]],
+    routing: dict[str, int],
+) -> dict[str, Any]:
     def delta(name: str, i: int) -> float:
         return after[i].get(name, 0.0) - before[i].get(name, 0.0)
 
@@ -122,14 +142,22 @@ def measure(results: list[ChatResult], wall: float, before: list[dict[str, float
     ok = [r for r in results if r.ok]
     tokens = sum(int(r.usage.get("completion_tokens", 0)) for r in ok)
     return {
-        "requests": len(results), "errors": len(results) - len(ok),
-        "engine_requests_per_replica": [int(finished_requests(after[i]) - finished_requests(before[i]))
-                                        for i in range(n)],
-        "prefix_hit_rate": hits / queries if queries else 0.0, "prefix_hits": hits, "prefix_queries": queries,
+        "requests": len(results),
+        "errors": len(results) - len(ok),
+        "engine_requests_per_replica": [
+            int(finished_requests(after[i]) - finished_requests(before[i])) for i in range(n)
+        ],
+        "prefix_hit_rate": hits / queries if queries else 0.0,
+        "prefix_hits": hits,
+        "prefix_queries": queries,
         "prefill_tokens": queries - hits,  # prompt tokens the replicas had to compute
-        "wall_s": wall, "requests_per_s": len(ok) / wall, "generated_tokens_per_s": tokens / wall,
-        "latency_p50_s": pct([r.latency for r in ok], 0.5), "latency_p95_s": pct([r.latency for r in ok], 0.95),
-        "ttft_p50_s": pct([r.ttft for r in ok if r.ttft is not None], 0.5), "routing": routing,
+        "wall_s": wall,
+        "requests_per_s": len(ok) / wall,
+        "generated_tokens_per_s": tokens / wall,
+        "latency_p50_s": pct([r.latency for r in ok], 0.5),
+        "latency_p95_s": pct([r.latency for r in ok], 0.95),
+        "ttft_p50_s": pct([r.ttft for r in ok if r.ttft is not None], 0.5),
+        "routing": routing,
     }
 
 
@@ -148,36 +176,67 @@ async def run(args: argparse.Namespace, urls: Sequence[str]) -> list[dict[str, A
     for mode in args.modes.split(","):
         if not all(reset_prefix_cache(u) for u in urls):
             print("  (could not reset every replica's prefix cache: start them with VLLM_SERVER_DEV_MODE=1)")
-        config = RemoteConfig(urls=tuple(urls), name=args.name, folder=args.folder,
-                              routing=RoutingConfig(affinity=mode == "on", slack=args.slack))
+        config = RemoteConfig(
+            urls=tuple(urls),
+            name=args.name,
+            folder=args.folder,
+            routing=RoutingConfig(affinity=mode == "on", slack=args.slack),
+        )
         async with ponder_over(config) as ponder:
             for workload in args.workloads.split(","):
                 label = f"affinity {mode} / {workload}"
                 before = [scrape(u) for u in urls]
                 decided = dict(ponder.engine.router.decisions)
-                results, wall = await run_workload(ponder.url, label, sessions(workload, args), args.concurrency,
-                                                   args.think_time)
+                results, wall = await run_workload(
+                    ponder.url, label, sessions(workload, args), args.concurrency, args.think_time
+                )
                 await asyncio.sleep(0.5)  # let the replicas' counters settle
                 after = [scrape(u) for u in urls]
                 routing = {k: v - decided.get(k, 0) for k, v in ponder.engine.router.decisions.items()}
                 row = {"affinity": mode, "workload": workload, **measure(results, wall, before, after, routing)}
                 rows.append(row)
-                print(f"  [{label}] hit rate {row['prefix_hit_rate']:.1%}, {row['requests_per_s']:.2f} req/s, "
-                      f"p50 {row['latency_p50_s']:.2f} s", flush=True)
+                print(
+                    f"  [{label}] hit rate {row['prefix_hit_rate']:.1%}, {row['requests_per_s']:.2f} req/s, "
+                    f"p50 {row['latency_p50_s']:.2f} s",
+                    flush=True,
+                )
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("workload", "affinity", "hit rate", "prefill tokens", "engine reqs A/B", "req/s", "gen tok/s", "p50 s",
-            "p95 s", "TTFT p50 s", "errors")
+    head = (
+        "workload",
+        "affinity",
+        "hit rate",
+        "prefill tokens",
+        "engine reqs A/B",
+        "req/s",
+        "gen tok/s",
+        "p50 s",
+        "p95 s",
+        "TTFT p50 s",
+        "errors",
+    )
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for r in sorted(rows, key=lambda r: (r["workload"], r["affinity"] != "on")):
         split = "/".join(str(x) for x in r["engine_requests_per_replica"])
-        lines.append(" | ".join([r["workload"], r["affinity"], f"{r['prefix_hit_rate']:.1%}",
-                                 f"{r['prefill_tokens']:.0f}", split,
-                                 f"{r['requests_per_s']:.2f}", f"{r['generated_tokens_per_s']:.0f}",
-                                 f"{r['latency_p50_s']:.2f}", f"{r['latency_p95_s']:.2f}",
-                                 f"{r['ttft_p50_s']:.2f}", str(r["errors"])]))
+        lines.append(
+            " | ".join(
+                [
+                    r["workload"],
+                    r["affinity"],
+                    f"{r['prefix_hit_rate']:.1%}",
+                    f"{r['prefill_tokens']:.0f}",
+                    split,
+                    f"{r['requests_per_s']:.2f}",
+                    f"{r['generated_tokens_per_s']:.0f}",
+                    f"{r['latency_p50_s']:.2f}",
+                    f"{r['latency_p95_s']:.2f}",
+                    f"{r['ttft_p50_s']:.2f}",
+                    str(r["errors"]),
+                ]
+            )
+        )
     return "\n".join(lines)
 
 
@@ -220,8 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for s in servers:
             s.stop()
-    print(f"\n{args.sessions} sessions x {args.questions} requests, shared context {args.doc_tokens} tokens, "
-          f"{len(urls)} replicas, concurrency {args.concurrency}")
+    print(
+        f"\n{args.sessions} sessions x {args.questions} requests, shared context {args.doc_tokens} tokens, "
+        f"{len(urls)} replicas, concurrency {args.concurrency}"
+    )
     print(table(rows))
     with open(args.out, "w") as f:
         json.dump({"args": {k: v for k, v in vars(args).items()}, "urls": list(urls), "rows": rows}, f, indent=2)

@@ -81,12 +81,14 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 }
 
 
-async def test_every_strategy_works_and_requests_spread_across_both(ponder: InProcessPonder,
-                                                                     http: httpx.AsyncClient,
-                                                                     replicas: list[Server]) -> None:
+async def test_every_strategy_works_and_requests_spread_across_both(
+    ponder: InProcessPonder, http: httpx.AsyncClient, replicas: list[Server]
+) -> None:
     before = [finished_requests(scrape(s.url)) for s in replicas]
-    bodies = [{"model": NAME, "messages": ask(11 + i, 22, 33 + i), "max_tokens": 160, "seed": i, **extra}
-              for i, extra in enumerate(STRATEGIES.values())]
+    bodies = [
+        {"model": NAME, "messages": ask(11 + i, 22, 33 + i), "max_tokens": 160, "seed": i, **extra}
+        for i, extra in enumerate(STRATEGIES.values())
+    ]
     bodies += [{"model": NAME, "messages": ask(40 + i, 17, 9), "max_tokens": 96, "seed": i} for i in range(6)]
     results = await asyncio.gather(*(chat(http, b) for b in bodies))
     for name, res in zip([*STRATEGIES, *["direct"] * 6], results, strict=True):
@@ -100,13 +102,18 @@ async def test_every_strategy_works_and_requests_spread_across_both(ponder: InPr
     assert ponder.engine.num_running() == 0
 
 
-async def test_an_mcts_requests_sub_generations_all_land_on_one_replica(ponder: InProcessPonder,
-                                                                          http: httpx.AsyncClient,
-                                                                          replicas: list[Server]) -> None:
+async def test_an_mcts_requests_sub_generations_all_land_on_one_replica(
+    ponder: InProcessPonder, http: httpx.AsyncClient, replicas: list[Server]
+) -> None:
     before = [scrape(s.url) for s in replicas]
     sent_before = attempts(ponder.engine)
-    body = {"model": NAME, "messages": ask(58, 27, 44), "max_tokens": 160, "seed": 7,
-            "strategy": {"name": "mcts", "iterations": 8, "expand_k": 3, "max_depth": 8, "value": "rollout"}}
+    body = {
+        "model": NAME,
+        "messages": ask(58, 27, 44),
+        "max_tokens": 160,
+        "seed": 7,
+        "strategy": {"name": "mcts", "iterations": 8, "expand_k": 3, "max_depth": 8, "value": "rollout"},
+    }
     res = await chat(http, body)
     assert res.ok, res.error
     after = [scrape(s.url) for s in replicas]
@@ -138,8 +145,9 @@ async def test_sampling_semantics_over_the_wire(ponder: InProcessPonder) -> None
     assert len({tuple(s.token_ids) for s in first}) > 1
     for s in first:
         assert s.text == eng.tokenizer.decode(s.token_ids) and s.finish_reason in ("stop", "length")
-    steps = await run(SamplingConfig(n=2, max_tokens=64, seed=1, stop=("\n",), include_stop_str_in_output=True),
-                      "sem-3")
+    steps = await run(
+        SamplingConfig(n=2, max_tokens=64, seed=1, stop=("\n",), include_stop_str_in_output=True), "sem-3"
+    )
     for s in steps:
         if s.finish_reason == "stop" and s.stop_reason is not None:
             assert s.stop_reason == "\n" and s.text.endswith("\n")
@@ -186,9 +194,13 @@ def test_tokenizer_from_the_replicas_matches_the_folder(replicas: list[Server]) 
         remote.close()
 
 
-async def test_killing_a_replica_under_load_then_restarting_it(ponder: InProcessPonder, http: httpx.AsyncClient,
-                                                                 replicas: list[Server], tmp_path: Path,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_killing_a_replica_under_load_then_restarting_it(
+    ponder: InProcessPonder,
+    http: httpx.AsyncClient,
+    replicas: list[Server],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Six clients keep sending; a long request is mid-stream on the victim when it is SIGKILLed."""
     eng = ponder.engine
     victim = replicas[1]
@@ -213,8 +225,9 @@ async def test_killing_a_replica_under_load_then_restarting_it(ponder: InProcess
     long_msgs = ask(99, 98, 97)
     eng.router.record(victim.url, eng.render_chat(long_msgs))  # affinity (both idle) puts it on the victim
     long = ChatResult(0)
-    long_task = asyncio.create_task(chat(http, {"model": NAME, "messages": long_msgs, "max_tokens": 1900,
-                                                 "ignore_eos": True}, long))
+    long_task = asyncio.create_task(
+        chat(http, {"model": NAME, "messages": long_msgs, "max_tokens": 1900, "ignore_eos": True}, long)
+    )
     deadline = time.monotonic() + 60
     while long.ttft is None:
         assert time.monotonic() < deadline and not long_task.done(), "the long request never started streaming"
@@ -229,8 +242,9 @@ async def test_killing_a_replica_under_load_then_restarting_it(ponder: InProcess
     reaped = asyncio.create_task(asyncio.to_thread(victim.proc.wait, 60))
     # a supervisor restarts it at once (same address); vLLM takes far longer to start than the load runs
     port = int(victim.url.rsplit(":", 1)[1])
-    restarting = asyncio.create_task(asyncio.to_thread(start_replica, str(TINY_FOLDER), NAME, tmp_path, index=1,
-                                                       port=port))
+    restarting = asyncio.create_task(
+        asyncio.to_thread(start_replica, str(TINY_FOLDER), NAME, tmp_path, index=1, port=port)
+    )
     await asyncio.sleep(10)
     stop.set()
     await asyncio.gather(*workers)
@@ -241,9 +255,15 @@ async def test_killing_a_replica_under_load_then_restarting_it(ponder: InProcess
 
     failed = [r for r in [*results, long] if not r.ok]
     after_down = [r for r in results if r.started >= marks["down"]]
-    counts = {"total": len(results) + 1, "ok": len(results) + 1 - len(failed), "failed": len(failed),
-              "in_flight_on_victim_at_kill": inflight_on_victim, "sent_after_down": len(after_down),
-              "down_after_s": round(marks["down"] - marks["kill"], 3), "long_request_error": long.error}
+    counts = {
+        "total": len(results) + 1,
+        "ok": len(results) + 1 - len(failed),
+        "failed": len(failed),
+        "in_flight_on_victim_at_kill": inflight_on_victim,
+        "sent_after_down": len(after_down),
+        "down_after_s": round(marks["down"] - marks["kill"], 3),
+        "long_request_error": long.error,
+    }
     print("failover outcome:", counts)
     assert rep.attempts == marks["attempts_at_down"]  # nothing was sent to it once it was marked down
     assert after_down and all(r.ok for r in after_down)

@@ -29,20 +29,40 @@ A, B = "http://a:8000", "http://b:8000"
 Handler = Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
 
 
-def chunk(index: int, text: str, ids: list[int], finish: str | None = None, stop: Any = None,
-          logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
-    choice = {"index": index, "text": text, "token_ids": ids, "finish_reason": finish, "stop_reason": stop,
-              "logprobs": logprobs}
+def chunk(
+    index: int,
+    text: str,
+    ids: list[int],
+    finish: str | None = None,
+    stop: Any = None,
+    logprobs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    choice = {
+        "index": index,
+        "text": text,
+        "token_ids": ids,
+        "finish_reason": finish,
+        "stop_reason": stop,
+        "logprobs": logprobs,
+    }
     return {"id": "cmpl-x", "object": "text_completion", "model": "tiny", "choices": [choice]}
 
 
 def usage(cached: int) -> dict[str, Any]:
-    return {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3,
-                                     "prompt_tokens_details": {"cached_tokens": cached}}}
+    return {
+        "choices": [],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": cached}},
+    }
 
 
-async def sse(chunks: list[dict[str, Any]], *, done: bool = True, fail_after: int | None = None,
-              delay: float = 0.0, closed: list[bool] | None = None) -> AsyncIterator[bytes]:
+async def sse(
+    chunks: list[dict[str, Any]],
+    *,
+    done: bool = True,
+    fail_after: int | None = None,
+    delay: float = 0.0,
+    closed: list[bool] | None = None,
+) -> AsyncIterator[bytes]:
     try:
         for i, c in enumerate(chunks):
             if fail_after is not None and i == fail_after:
@@ -56,8 +76,14 @@ async def sse(chunks: list[dict[str, Any]], *, done: bool = True, fail_after: in
             closed.append(True)
 
 
-def replica(stream: Callable[[dict[str, Any]], AsyncIterator[bytes]] | None = None, *, status: int = 200,
-            refuse: bool = False, health: list[int] | None = None, seen: list[dict[str, Any]] | None = None) -> Handler:
+def replica(
+    stream: Callable[[dict[str, Any]], AsyncIterator[bytes]] | None = None,
+    *,
+    status: int = 200,
+    refuse: bool = False,
+    health: list[int] | None = None,
+    seen: list[dict[str, Any]] | None = None,
+) -> Handler:
     async def handle(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/health":
             return httpx.Response(health.pop(0) if health else 200)
@@ -71,12 +97,20 @@ def replica(stream: Callable[[dict[str, Any]], AsyncIterator[bytes]] | None = No
             return httpx.Response(status, json={"error": error})
         assert stream is not None
         return httpx.Response(200, content=stream(body), headers={"content-type": "text/event-stream"})
+
     return handle
 
 
 def engine(tok: Path, handlers: dict[str, Handler], **kw: Any) -> RemoteEngine:
-    config = RemoteConfig(urls=tuple(handlers), name="tiny", folder=str(tok), served_model="tiny", max_model_len=2048,
-                          health_interval=3600, **kw)
+    config = RemoteConfig(
+        urls=tuple(handlers),
+        name="tiny",
+        folder=str(tok),
+        served_model="tiny",
+        max_model_len=2048,
+        health_interval=3600,
+        **kw,
+    )
     pool = ReplicaPool(config.urls, config.client, down_after=config.health_failures)
     for r in pool.replicas():
         r.client = httpx.AsyncClient(base_url=r.url, transport=httpx.MockTransport(handlers[r.url]))
@@ -84,8 +118,9 @@ def engine(tok: Path, handlers: dict[str, Handler], **kw: Any) -> RemoteEngine:
     return RemoteEngine(config, pool, ChatTokenizer(tok), "tiny", 2048)
 
 
-async def collect(eng: RemoteEngine, cfg: SamplingConfig, rid: str = "r1",
-                  prompt: list[int] | None = None) -> tuple[list[EngineUpdate], list[Sample]]:
+async def collect(
+    eng: RemoteEngine, cfg: SamplingConfig, rid: str = "r1", prompt: list[int] | None = None
+) -> tuple[list[EngineUpdate], list[Sample]]:
     updates = [u async for u in eng.stream(prompt or [1, 2, 3, 4, 5], cfg, rid)]
     samples = [Sample(i) for i in range(cfg.n)]
     for u in updates:
@@ -94,13 +129,29 @@ async def collect(eng: RemoteEngine, cfg: SamplingConfig, rid: str = "r1",
     return updates, samples
 
 
-TWO_SAMPLES = [chunk(0, "4", [52]), chunk(1, "7", [55]), chunk(0, "\n", [10], "stop", "\n"),
-               chunk(1, "2", [50], "length"), usage(4)]
+TWO_SAMPLES = [
+    chunk(0, "4", [52]),
+    chunk(1, "7", [55]),
+    chunk(0, "\n", [10], "stop", "\n"),
+    chunk(1, "2", [50], "length"),
+    usage(4),
+]
 
 
 def test_the_body_sends_every_sampling_field_and_token_ids() -> None:
-    cfg = SamplingConfig(n=3, max_tokens=9, min_tokens=2, temperature=0.7, top_p=0.9, top_k=5, seed=11,
-                         stop=("\n",), stop_token_ids=(7,), logprobs=2, include_stop_str_in_output=True)
+    cfg = SamplingConfig(
+        n=3,
+        max_tokens=9,
+        min_tokens=2,
+        temperature=0.7,
+        top_p=0.9,
+        top_k=5,
+        seed=11,
+        stop=("\n",),
+        stop_token_ids=(7,),
+        logprobs=2,
+        include_stop_str_in_output=True,
+    )
     body = completion_body("tiny", [1, 2], cfg, "r1")
     assert body["prompt"] == [1, 2] and body["stream"] and body["return_token_ids"]
     assert body["return_tokens_as_token_ids"] and body["logprobs"] == 2
@@ -118,14 +169,21 @@ async def test_deltas_finish_and_stop_reasons_and_cached_tokens(tiny_tokenizer_d
     assert [u.finished for u in updates] == [False, False, False, True]
     assert updates[-1].cached_tokens == 4 and updates[0].prompt_tokens == 5
     assert (samples[0].text, samples[0].token_ids, samples[0].finish_reason, samples[0].stop_reason) == (
-        "4\n", [52, 10], "stop", "\n")
+        "4\n",
+        [52, 10],
+        "stop",
+        "\n",
+    )
     assert (samples[1].token_ids, samples[1].finish_reason) == ([55, 50], "length")
     assert eng.num_running() == 0 and eng.pool.get(A).completed == 1
 
 
 async def test_logprobs_carry_the_sampled_token_and_its_ranked_top_k(tiny_tokenizer_dir: Path) -> None:
-    lps = {"tokens": ["token_id:52"], "token_logprobs": [-0.5],
-           "top_logprobs": [{"token_id:52": -0.5, "token_id:53": -0.25, "token_id:9": -9999.0}]}
+    lps = {
+        "tokens": ["token_id:52"],
+        "token_logprobs": [-0.5],
+        "top_logprobs": [{"token_id:52": -0.5, "token_id:53": -0.25, "token_id:9": -9999.0}],
+    }
     eng = engine(tiny_tokenizer_dir, {A: replica(lambda b: sse([chunk(0, "4", [52], "length", logprobs=lps)]))})
     _, samples = await collect(eng, SamplingConfig(logprobs=2))
     (tl,) = samples[0].logprobs or []
@@ -157,8 +215,10 @@ async def test_5xx_fails_over_but_4xx_is_the_requests_fault(tiny_tokenizer_dir: 
 
 async def test_a_replica_dying_mid_stream_is_a_clear_error_not_a_truncation(tiny_tokenizer_dir: Path) -> None:
     other: list[dict[str, Any]] = []
-    eng = engine(tiny_tokenizer_dir, {A: replica(lambda b: sse(TWO_SAMPLES, fail_after=2)),
-                                      B: replica(lambda b: sse(TWO_SAMPLES), seen=other)})
+    eng = engine(
+        tiny_tokenizer_dir,
+        {A: replica(lambda b: sse(TWO_SAMPLES, fail_after=2)), B: replica(lambda b: sse(TWO_SAMPLES), seen=other)},
+    )
     eng.pool.get(B).inflight = 1  # A takes the request
     got: list[EngineUpdate] = []
     with pytest.raises(EngineError, match=r"replica http://a:8000: connection failed .*mid-stream after 2 generated"):
@@ -170,8 +230,10 @@ async def test_a_replica_dying_mid_stream_is_a_clear_error_not_a_truncation(tiny
 async def test_an_error_chunk_fails_over_only_when_the_replicas_engine_died(tiny_tokenizer_dir: Path) -> None:
     died = {"error": {"message": "EngineCore encountered an issue.", "type": "BadRequestError", "code": 400}}
     other: list[dict[str, Any]] = []
-    eng = engine(tiny_tokenizer_dir, {A: replica(lambda b: sse([died]), health=[503] * 5),
-                                      B: replica(lambda b: sse(TWO_SAMPLES), seen=other)})
+    eng = engine(
+        tiny_tokenizer_dir,
+        {A: replica(lambda b: sse([died]), health=[503] * 5), B: replica(lambda b: sse(TWO_SAMPLES), seen=other)},
+    )
     eng.pool.get(B).inflight = 1  # A takes the request first
     _, samples = await collect(eng, SamplingConfig(n=2))
     assert samples[1].finish_reason == "length" and len(other) == 1 and not eng.pool.get(A).up
@@ -182,8 +244,9 @@ async def test_an_error_chunk_fails_over_only_when_the_replicas_engine_died(tiny
 
 
 @pytest.mark.parametrize("chunks", [TWO_SAMPLES[:3], []])
-async def test_a_stream_ending_without_every_sample_finished_is_an_error(tiny_tokenizer_dir: Path,
-                                                                          chunks: list[dict[str, Any]]) -> None:
+async def test_a_stream_ending_without_every_sample_finished_is_an_error(
+    tiny_tokenizer_dir: Path, chunks: list[dict[str, Any]]
+) -> None:
     eng = engine(tiny_tokenizer_dir, {A: replica(lambda b: sse(chunks))})
     with pytest.raises(EngineError, match="ended before every sample finished"):
         await collect(eng, SamplingConfig(n=2))

@@ -148,8 +148,17 @@ def test_the_table_is_a_bounded_lru() -> None:
     assert router.match(list(range(200, 220)), [A, B]) == (B, 20)
 
 
-@pytest.mark.parametrize("bad", [dict(block_tokens=0), dict(min_match_ratio=0), dict(min_match_ratio=1.5),
-                                 dict(slack=0), dict(hash_tokens=0), dict(table_size=0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(block_tokens=0),
+        dict(min_match_ratio=0),
+        dict(min_match_ratio=1.5),
+        dict(slack=0),
+        dict(hash_tokens=0),
+        dict(table_size=0),
+    ],
+)
 def test_config_is_checked(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RoutingConfig(**bad)  # type: ignore[arg-type]

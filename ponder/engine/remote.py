@@ -94,8 +94,9 @@ class _Stream:
 
 
 class RemoteEngine:
-    def __init__(self, config: RemoteConfig, pool: ReplicaPool, tokenizer: Any, served_model: str,
-                 max_model_len: int) -> None:
+    def __init__(
+        self, config: RemoteConfig, pool: ReplicaPool, tokenizer: Any, served_model: str, max_model_len: int
+    ) -> None:
         self.config = config
         self.pool = pool
         self.router = Router(config.routing)
@@ -114,8 +115,9 @@ class RemoteEngine:
         Blocking, like the in-process engine's start; call it from the server's
         lifespan (health checks then run on its event loop).
         """
-        pool = ReplicaPool(config.urls, config.client, health_timeout=config.health_timeout,
-                           down_after=config.health_failures)
+        pool = ReplicaPool(
+            config.urls, config.client, health_timeout=config.health_timeout, down_after=config.health_failures
+        )
         info = pool.wait_for_first(config.startup_timeout)
         served = config.served_model or info["id"]
         max_len = config.max_model_len or int(info.get("max_model_len") or 2048)
@@ -199,8 +201,9 @@ class RemoteEngine:
                 if e.marks_down:
                     self.pool.mark_down(replica, str(e))
                 if yielded or decoder.tokens:
-                    raise EngineError(f"{e} (the request failed mid-stream after {decoder.tokens} generated "
-                                      f"tokens had arrived)") from e
+                    raise EngineError(
+                        f"{e} (the request failed mid-stream after {decoder.tokens} generated tokens had arrived)"
+                    ) from e
                 if not e.retryable:
                     raise
                 errors.append(str(e))
@@ -208,8 +211,9 @@ class RemoteEngine:
         detail = "; ".join(errors) or "no replica is up"
         raise EngineError(f"no replica could serve the request ({detail})")
 
-    async def _attempt(self, replica: Replica, prompt: list[int], config: SamplingConfig, request_id: str,
-                       decoder: ChunkDecoder) -> AsyncGenerator[EngineUpdate, None]:
+    async def _attempt(
+        self, replica: Replica, prompt: list[int], config: SamplingConfig, request_id: str, decoder: ChunkDecoder
+    ) -> AsyncGenerator[EngineUpdate, None]:
         body = completion_body(self._served, prompt, config, request_id)
         pump = _Stream(replica, body)
         self._streams[request_id] = pump
@@ -242,8 +246,11 @@ class RemoteEngine:
                 yield self._aborted(request_id, prompt, decoder)
                 return
             if held is None or not decoder.done:
-                raise ReplicaFailure(replica.url, f"the stream ended before every sample finished "
-                                     f"({len(decoder.finished)} of {config.n})", retryable=True)
+                raise ReplicaFailure(
+                    replica.url,
+                    f"the stream ended before every sample finished ({len(decoder.finished)} of {config.n})",
+                    retryable=True,
+                )
             held.cached_tokens = decoder.cached_tokens
             replica.completed += 1
             self.pool.mark_up(replica)
@@ -259,8 +266,13 @@ class RemoteEngine:
     @staticmethod
     def _aborted(request_id: str, prompt: list[int], decoder: ChunkDecoder) -> EngineUpdate:
         open_ = [i for i in range(decoder.n) if i not in decoder.finished]
-        return EngineUpdate(request_id, len(prompt), decoder.cached_tokens,
-                            [SampleDelta(i, "", [], None, "abort", None) for i in open_], True)
+        return EngineUpdate(
+            request_id,
+            len(prompt),
+            decoder.cached_tokens,
+            [SampleDelta(i, "", [], None, "abort", None) for i in open_],
+            True,
+        )
 
     async def abort(self, request_id: str) -> None:
         pump = self._streams.get(request_id)
@@ -280,9 +292,12 @@ class RemoteEngine:
 
     def status(self) -> dict[str, Any]:
         """Per-replica state and routing counts (for /health, logs and tests)."""
-        return {"replicas": [r.snapshot() for r in self.pool.replicas()],
-                "routing": dict(self.router.decisions), "affinity_entries": len(self.router),
-                "time": time.time()}
+        return {
+            "replicas": [r.snapshot() for r in self.pool.replicas()],
+            "routing": dict(self.router.decisions),
+            "affinity_entries": len(self.router),
+            "time": time.time(),
+        }
 
     async def shutdown(self) -> None:
         self._closed = True

@@ -47,8 +47,9 @@ def resolve(spec: str) -> list[str]:
 
 
 class ReplicaPool:
-    def __init__(self, specs: Sequence[str], settings: ClientSettings, *, health_timeout: float = 2.0,
-                 down_after: int = 2) -> None:
+    def __init__(
+        self, specs: Sequence[str], settings: ClientSettings, *, health_timeout: float = 2.0, down_after: int = 2
+    ) -> None:
         self.specs = tuple(specs)
         self.settings = settings
         self.health_timeout = health_timeout

@@ -41,8 +41,9 @@ class _Vocab:
 class RemoteTokenizer:
     reasoning_token_count = ChatTokenizer.reasoning_token_count
 
-    def __init__(self, urls: Callable[[], list[str]], model: str, *, timeout: float = 10.0,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, urls: Callable[[], list[str]], model: str, *, timeout: float = 10.0, headers: dict[str, str] | None = None
+    ) -> None:
         self._urls = urls  # live replica roots, asked in order
         self.model = model
         self._client = httpx.Client(timeout=timeout, headers=headers or {})
@@ -73,8 +74,10 @@ class RemoteTokenizer:
         return ids[0] if len(ids) == 1 else None
 
     def render_chat(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool = True) -> list[int]:
-        data = self._post("/tokenize", {"messages": list(messages), "add_generation_prompt": add_generation_prompt,
-                                        "add_special_tokens": False})
+        data = self._post(
+            "/tokenize",
+            {"messages": list(messages), "add_generation_prompt": add_generation_prompt, "add_special_tokens": False},
+        )
         return [int(t) for t in data["tokens"]]
 
     def encode(self, text: str) -> list[int]:

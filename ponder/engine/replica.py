@@ -107,8 +107,15 @@ class Replica:
         return None if r.status_code == 200 else f"health check answered HTTP {r.status_code}"
 
     def snapshot(self) -> dict[str, Any]:
-        return {"url": self.url, "up": self.up, "inflight": self.inflight, "attempts": self.attempts,
-                "completed": self.completed, "failures": self.failures, "last_error": self.last_error}
+        return {
+            "url": self.url,
+            "up": self.up,
+            "inflight": self.inflight,
+            "attempts": self.attempts,
+            "completed": self.completed,
+            "failures": self.failures,
+            "last_error": self.last_error,
+        }
 
     async def events(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """POST a streamed completion and yield each `data:` chunk until `[DONE]`."""
@@ -117,8 +124,12 @@ class Replica:
                 if resp.status_code != 200:
                     message = error_message(await resp.aread(), resp.status_code)
                     status = resp.status_code
-                    raise ReplicaFailure(self.url, f"HTTP {status}: {message}",
-                                         retryable=status >= 500 or status == 429, marks_down=status >= 500)
+                    raise ReplicaFailure(
+                        self.url,
+                        f"HTTP {status}: {message}",
+                        retryable=status >= 500 or status == 429,
+                        marks_down=status >= 500,
+                    )
                 async for line in resp.aiter_lines():
                     if not line.startswith("data:"):
                         continue
