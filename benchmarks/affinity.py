@@ -16,8 +16,8 @@ first mode does not pay the cold start.
 
 Printed per mode and workload: prefix-cache hit rate (cached / queried prompt
 tokens, summed over both replicas' /metrics), prefill tokens (queried minus
-cached: the prompt tokens the replicas computed), how the engine requests split
-across replicas, throughput (requests/s and generated tokens/s) and latency
+cached: the prompt tokens the replicas computed), how the work split
+across replicas (vLLM counts each of a request's n samples), throughput (requests/s and generated tokens/s) and latency
 (p50/p95 end to end, p50 time to first token). Ponder runs in this process
 (the real app over `RemoteEngine`); without `--urls` two ponder-tiny replicas
 are started on loopback, one CPU core each, and stopped at the end.
@@ -209,7 +209,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         "affinity",
         "hit rate",
         "prefill tokens",
-        "engine reqs A/B",
+        "vLLM seqs A/B",
         "req/s",
         "gen tok/s",
         "p50 s",
