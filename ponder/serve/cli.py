@@ -12,9 +12,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ponder.serve.admission import AdmissionConfig
 from ponder.serve.config import Limits, ServerConfig
+
+if TYPE_CHECKING:
+    from ponder.engine.remote import RemoteConfig
 
 # subcommands that hand their arguments to a module's main(argv)
 TOOLS = {
@@ -83,6 +87,85 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--key-max-concurrency", type=int, default=None, help="requests at once per API key")
     g.add_argument("--key-tpm", type=int, default=None, help="tokens per minute per API key (prompt + generated)")
     g.add_argument("--shutdown-grace", type=float, default=30.0, help="seconds in-flight requests get on SIGTERM")
+    _remote_parser(p)
+
+
+def _remote_parser(p: argparse.ArgumentParser) -> None:
+    from ponder.engine.remote import RemoteConfig
+    from ponder.engine.replica import ClientSettings
+    from ponder.engine.routing import RoutingConfig
+
+    rd, cd, td = RemoteConfig(urls=("-",)), ClientSettings(), RoutingConfig()
+    g = p.add_argument_group("remote vLLM replicas (instead of an in-process engine)")
+    g.add_argument(
+        "--engine-url",
+        action="append",
+        default=[],
+        help="a vLLM OpenAI server root, e.g. http://10.0.0.5:8000 (repeatable); "
+        "dns+http://NAME:PORT stands for every address NAME resolves to (a headless Service)",
+    )
+    g.add_argument("--engine-urls-file", help="file with one replica URL per line (# comments)")
+    g.add_argument("--engine-model", help="model name the replicas serve (default: the first /v1/models entry)")
+    g.add_argument("--engine-pool-size", type=int, default=cd.pool_size, help="HTTP connections per replica")
+    g.add_argument("--engine-connect-timeout", type=float, default=cd.connect_timeout, help="s")
+    g.add_argument(
+        "--engine-read-timeout",
+        type=float,
+        default=cd.read_timeout,
+        help="longest silence inside a replica's stream, s",
+    )
+    g.add_argument(
+        "--engine-retries",
+        type=int,
+        default=rd.retries,
+        help="other replicas tried when one fails before the first token",
+    )
+    g.add_argument("--engine-health-interval", type=float, default=rd.health_interval, help="s between /health checks")
+    g.add_argument(
+        "--engine-health-failures",
+        type=int,
+        default=rd.health_failures,
+        help="failed checks in a row that take a replica out",
+    )
+    g.add_argument(
+        "--engine-startup-timeout", type=float, default=rd.startup_timeout, help="wait this long for a first replica, s"
+    )
+    g.add_argument("--no-prefix-affinity", action="store_true", help="route by load only")
+    g.add_argument(
+        "--affinity-slack",
+        type=int,
+        default=td.slack,
+        help="affinity yields when its replica has this many more requests in flight than the least loaded",
+    )
+
+
+def _remote(args: argparse.Namespace) -> RemoteConfig | None:
+    from ponder.engine.remote import RemoteConfig
+    from ponder.engine.replica import ClientSettings
+    from ponder.engine.routing import RoutingConfig
+
+    urls = list(args.engine_url or [])
+    if args.engine_urls_file:
+        lines = Path(args.engine_urls_file).read_text().splitlines()
+        urls += [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
+    if not urls:
+        return None
+    return RemoteConfig(
+        urls=tuple(dict.fromkeys(urls)),
+        served_model=args.engine_model,
+        max_model_len=args.max_model_len,
+        client=ClientSettings(
+            pool_size=args.engine_pool_size,
+            connect_timeout=args.engine_connect_timeout,
+            read_timeout=args.engine_read_timeout,
+            api_key=os.environ.get("PONDER_ENGINE_API_KEY") or None,
+        ),
+        retries=args.engine_retries,
+        health_interval=args.engine_health_interval,
+        health_failures=args.engine_health_failures,
+        startup_timeout=args.engine_startup_timeout,
+        routing=RoutingConfig(affinity=not args.no_prefix_affinity, slack=args.affinity_slack),
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -108,8 +191,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         key_concurrency=args.key_max_concurrency,
         key_tpm=args.key_tpm,
     )
+    remote = _remote(args)
     return ServerConfig(
-        models=tuple(args.model or ["ponder-tiny"]),
+        models=tuple(args.model or ([] if remote else ["ponder-tiny"])),
+        remote=remote,
         admission=admission,
         shutdown_grace=args.shutdown_grace,
         host=args.host,
@@ -127,12 +212,12 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ponder.serve.app import create_app
+    from ponder.serve.app import create_app, load_models, load_remote
     from ponder.serve.lifecycle import PonderServer
 
     config = config_from_args(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(config)
+    app = create_app(config, load_remote if config.remote else load_models)
     server = PonderServer(
         uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level, timeout_graceful_shutdown=10),
         app.state.ponder,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ponder.engine.remote import RemoteConfig
 from ponder.serve.admission import AdmissionConfig
 
 
@@ -49,9 +50,10 @@ class ServerConfig:
     seed: int = 0
     metrics_port: int | None = None  # serve /metrics on its own port instead of the API port
     metrics_auth: bool = False  # /metrics needs the API key (when keys are set)
+    remote: RemoteConfig | None = None  # --engine-url given: drive these vLLM servers instead of an in-process engine
 
     def __post_init__(self) -> None:
-        if not self.models:
+        if not self.models and self.remote is None:
             raise ValueError("serve at least one model")
         if any(not k for k in self.api_keys):
             raise ValueError("API keys must not be empty")

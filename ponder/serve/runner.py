@@ -19,7 +19,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from ponder.engine.base import EngineDead, EngineRejected
+from ponder.engine.base import EngineDead, EngineError, EngineRejected
 from ponder.serve.admission import Ticket, expected_tokens
 from ponder.serve.chunks import ChatFormat, dumps
 from ponder.serve.errors import APIError
@@ -48,6 +48,8 @@ def to_api_error(e: BaseException, state: ServerState, rid: str) -> APIError:
         return APIError(408, "the request exceeded its timeout and was aborted", param="timeout", code="timeout")
     if isinstance(e, EngineRejected):
         return APIError(400, f"the engine rejected the request: {e}", code="invalid_value")
+    if isinstance(e, EngineError) and not isinstance(e, EngineDead):
+        return APIError(502, f"the inference engine failed: {e}", code="engine_error")
     if isinstance(e, EngineDead):
         state.engine_dead = str(e) or "engine died"
         return APIError(503, "the inference engine is unavailable", code="engine_dead")

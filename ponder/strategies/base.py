@@ -201,17 +201,19 @@ class StrategyContext:
         self.usage.engine_requests += 1
         samples = [Sample(i) for i in range(config.n)]
         billed = False
+        cached = 0  # some backends report cached prompt tokens only on the last update: keep the largest
         try:
             async for update in self.engine.stream(prompt, config, rid):
                 if not billed:
                     self.usage.prompt_tokens += update.prompt_tokens
-                    self.usage.cached_tokens += update.cached_tokens
                     billed = True
+                cached = max(cached, update.cached_tokens)
                 for delta in update.samples:
                     samples[delta.index].add(delta)
                 yield update
         finally:
             self._open.discard(rid)
+            self.usage.cached_tokens += cached
             used = sum(len(s.token_ids) for s in samples)
             self.budget.settle(per_sample * config.n, used)
             self.usage.completion_tokens += used
