@@ -34,7 +34,7 @@ from ponder.engine.remote import RemoteConfig, RemoteEngine
 from ponder.engine.remote_tokenizer import RemoteTokenizer
 from ponder.engine.tokenizer import ChatTokenizer
 from ponder.models.catalog import TINY_FOLDER
-from ponder.serve.launch import Server
+from ponder.serve.launch import Server, start_ponder
 
 pytestmark = [
     pytest.mark.slow,
@@ -192,6 +192,24 @@ def test_tokenizer_from_the_replicas_matches_the_folder(replicas: list[Server]) 
         assert len(remote.hf) >= len(local.hf)  # unknown: the replicas reject out-of-vocabulary ids
     finally:
         remote.close()
+
+
+def test_ponder_serve_with_engine_urls(replicas: list[Server], tmp_path: Path) -> None:
+    """The CLI path: `ponder serve --engine-url A --engine-url B --model ponder-tiny`, every strategy over it."""
+    args = ["--model", "ponder-tiny"]
+    for s in replicas:
+        args += ["--engine-url", s.url]
+    server = start_ponder(args, log_dir=tmp_path, api_key="k")
+    try:
+        models = httpx.get(f"{server.url}/v1/models", headers=server.headers, timeout=30).json()
+        assert any(m["id"] == NAME for m in models["data"])
+        for strategy in ("direct", {"name": "majority_vote", "n": 4}, {"name": "mcts", "iterations": 2}):
+            r = httpx.post(f"{server.url}/v1/chat/completions", headers=server.headers, timeout=180,
+                           json={"model": NAME, "messages": ask(12, 34, 5), "max_tokens": 200, "strategy": strategy})
+            assert r.status_code == 200, r.text
+            assert r.json()["usage"]["completion_tokens"] > 0
+    finally:
+        assert server.stop() == 0
 
 
 async def test_killing_a_replica_under_load_then_restarting_it(
