@@ -145,6 +145,27 @@ class DecoderLayer(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
+@dataclass(frozen=True)
+class Segments:
+    """Per-pack attention layout shared by all layers: rotary tables and sequence bounds."""
+
+    cos: torch.Tensor  # [T, 1, hd]
+    sin: torch.Tensor  # [T, 1, hd]
+    bounds: list[int]  # seq_offsets as Python ints
+
+    @classmethod
+    def of(cls, seq_offsets: torch.Tensor, cfg: BackboneConfig, dtype: torch.dtype) -> Segments:
+        total = int(seq_offsets[-1])
+        cos, sin = rotary(positions_of(seq_offsets, total), cfg.head_dim, cfg.rope_theta, dtype)
+        return cls(cos, sin, [int(b) for b in seq_offsets.tolist()])
+
+
+def run_layers(layers: nn.ModuleList, x: torch.Tensor, seg: Segments) -> torch.Tensor:
+    for layer in layers:
+        x = layer(x, seg.cos, seg.sin, seg.bounds)
+    return x
+
+
 class PackedLlama(nn.Module):
     """`forward(ids [T], seq_offsets [B+1]) -> hidden [T, d]` (after the final norm)."""
 
@@ -157,16 +178,14 @@ class PackedLlama(nn.Module):
         self.apply(init_weights)
 
     def forward(self, ids: torch.Tensor, seq_offsets: torch.Tensor) -> torch.Tensor:
-        x = self.embed_tokens(ids)  # [T, d]
-        pos = positions_of(seq_offsets, ids.shape[0])  # [T]
-        cos, sin = rotary(pos, self.cfg.head_dim, self.cfg.rope_theta, x.dtype)
-        bounds = [int(b) for b in seq_offsets.tolist()]
-        for layer in self.layers:
-            x = layer(x, cos, sin, bounds)
-        return self.norm(x)
+        return self.norm(self.residual(ids, Segments.of(seq_offsets, self.cfg, self.embed_tokens.weight.dtype)))
+
+    def residual(self, ids: torch.Tensor, seg: Segments) -> torch.Tensor:
+        """[T, d] residual stream after the last layer, before the final norm."""
+        return run_layers(self.layers, self.embed_tokens(ids), seg)
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """[N, vocab] next-token logits with the tied embedding (training's auxiliary loss)."""
+        """[N, vocab] next-token logits with the tied embedding (from normed hidden states)."""
         return hidden @ self.embed_tokens.weight.T
 
 

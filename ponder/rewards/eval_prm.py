@@ -26,7 +26,8 @@ from ponder.rewards.confidence import ConfidenceScorer
 from ponder.rewards.policy import PolicySample, load_policy, sample
 from ponder.rewards.prm import RewardModelScorer, prm_folder_for
 from ponder.rewards.prm_data import Record, heldout_generator_records, heldout_prompts, make_record, summary
-from ponder.rewards.prm_model import ProcessRewardModel, pack_candidates
+from ponder.rewards.prm_model import ProcessRewardModel
+from ponder.rewards.steps import pack_candidates
 from ponder.strategies.answers import extract_answer, normalize_answer
 from ponder.strategies.voting import tally
 

@@ -1,8 +1,9 @@
-"""Sample ponder-tiny's own completions (on-policy PRM data) with transformers, deterministically.
+"""Sample ponder-tiny's own completions (on-policy PRM data), deterministically.
 
-Plain `LlamaForCausalLM.generate` with a KV cache on left-padded batches, one
-`torch.manual_seed` per batch, so the same arguments give the same samples on
-the same machine (vLLM would be faster but its CPU batching is not bit-stable).
+The lean KV-cached loop of `decode.Decoder` on ponder-tiny's weights, over
+left-padded batches with one seeded `torch.Generator` per batch, so the same
+arguments give the same samples on the same machine (vLLM would be faster to
+start on a quiet machine, but its CPU batching is not bit-stable).
 Each sample keeps its top-k raw log-probabilities per token, so the logprob
 confidence scorer can be evaluated on the very same samples.
 """
@@ -18,7 +19,9 @@ from tqdm import tqdm
 
 from ponder.engine.base import TokenLogprob, TopLogprob
 from ponder.models.tiny_tokenizer import END_ID
+from ponder.rewards.decode import Decoder
 from ponder.rewards.prm_data import Encoder, Prompt
+from ponder.rewards.prm_model import backbone_from_causal_lm
 
 
 @dataclass(frozen=True)
@@ -37,16 +40,13 @@ class PolicySample:
                 for t, lp, row in zip(self.completion, self.chosen, self.topk, strict=True)]
 
 
-def load_policy(folder: str | Path) -> torch.nn.Module:
-    from transformers import LlamaForCausalLM
-
-    model = LlamaForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
-    return model.eval()
+def load_policy(folder: str | Path) -> Decoder:
+    return Decoder(backbone_from_causal_lm(folder))
 
 
 @torch.inference_mode()
-def sample(model: torch.nn.Module, prompts: Sequence[Prompt], k: int, *, temperature: float = 1.0,
-           max_new_tokens: int = 320, batch: int = 64, seed: int = 0, top_logprobs: int = 5,
+def sample(model: Decoder, prompts: Sequence[Prompt], k: int, *, temperature: float = 1.0,
+           max_new_tokens: int = 320, batch: int = 256, seed: int = 0, top_logprobs: int = 5,
            desc: str = "sample") -> list[PolicySample]:
     """`k` samples per prompt, in prompt order (prompt i owns samples i*k .. i*k+k-1)."""
     enc = Encoder()
@@ -54,24 +54,11 @@ def sample(model: torch.nn.Module, prompts: Sequence[Prompt], k: int, *, tempera
     out: list[PolicySample] = []
     for b0 in tqdm(range(0, len(jobs), batch), desc=desc, unit="batch"):
         chunk = jobs[b0 : b0 + batch]
-        width = max(len(ids) for _, ids in chunk)
-        ids = torch.full((len(chunk), width), END_ID, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for r, (_, p) in enumerate(chunk):
-            ids[r, width - len(p) :] = torch.tensor(p)
-            mask[r, width - len(p) :] = 1
-        torch.manual_seed(seed * 1_000_003 + b0)
-        gen = model.generate(  # type: ignore[operator]
-            input_ids=ids, attention_mask=mask, do_sample=temperature > 0, temperature=temperature or None,
-            top_k=0, top_p=1.0, max_new_tokens=max_new_tokens, eos_token_id=END_ID, pad_token_id=END_ID,
-            output_logits=True, return_dict_in_generate=True,
-        )
-        new = gen.sequences[:, width:]  # [b, L]
-        logps = torch.stack(gen.logits, dim=1).float().log_softmax(-1)  # [b, L, V] raw (untempered)
-        top = logps.topk(top_logprobs, dim=-1).values  # [b, L, k]
-        chosen = logps.gather(-1, new[..., None]).squeeze(-1)  # [b, L]
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + b0)
+        prompt_ids = [p for _, p in chunk]
+        tokens, chosen, top = model.sample(prompt_ids, temperature, max_new_tokens, gen, top_logprobs, END_ID)
         for r, (pi, p) in enumerate(chunk):
-            row = new[r].tolist()
+            row = tokens[r].tolist()
             n = row.index(END_ID) if END_ID in row else len(row)
             comp = tuple(row[:n])
             out.append(PolicySample(pi, tuple(p), comp, enc.decode(comp), END_ID in row,

@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from ponder.rewards.base import PRM_AGGREGATES, SCORERS, Candidate, CandidateScore, ScorerUnavailable
-from ponder.rewards.prm_model import ProcessRewardModel, pack_candidates
+from ponder.rewards.prm_model import ProcessRewardModel
+from ponder.rewards.steps import pack_candidates
 
 PRM_SUFFIX = "-prm"
 DEFAULT_AGGREGATE = "min"

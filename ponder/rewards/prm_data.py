@@ -10,11 +10,18 @@ end: both split lines the same way). Sources:
 - on-policy traces: ponder-tiny's own samples (`policy.sample`), labelled by
   `label_steps`, so the PRM sees the mistakes the model really makes;
 - held-out versions of both on `heldout_problems` (never in training).
+
+Each record also carries dense digit targets for an auxiliary training loss:
+for every result digit of a sum line `a+b=c` (and of `c` in a correction
+`wait, a+b is c, not d`), whether `c` so far agrees with the digits of a+b. A
+wrong step is then visible at the very digit that slips, which teaches the
+backbone to check arithmetic far faster than the step labels alone.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,9 +31,11 @@ from ponder.models import tiny_data
 from ponder.models.tiny_data import DataConfig, Example, heldout_problems, make_example
 from ponder.models.tiny_labels import label_steps
 from ponder.models.tiny_tokenizer import CHAT_TEMPLATE, build_tokenizer
-from ponder.rewards.prm_model import completion_ids, step_ends
+from ponder.rewards.steps import SEPARATORS, completion_ids, step_ends
 
 _TEMPLATE = jinja2.Environment().from_string(CHAT_TEMPLATE)
+_SUM = re.compile(r"\s*(\d+)\s*\+\s*(\d+)\s*=\s*(\d+)\s*")
+_CORRECTION = re.compile(r"\s*wait,\s*(\d+)\s*\+\s*(\d+) is (\d+), not \d+\.?\s*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,29 @@ class Record:
     source: str  # "gen", "neg" (generator negative) or "policy"
     lm: bool = False  # also an LM target (clean generator traces only)
     text: str = ""
+    digits: tuple[int, ...] = ()  # result-digit positions, relative to the completion
+    digit_labels: tuple[float, ...] = ()  # 1.0: the result agrees with a+b up to this digit
+
+
+def digit_targets(completion: Sequence[int]) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Result-digit positions of sum and correction lines, and whether each digit prefix is right."""
+    positions: list[int] = []
+    labels: list[float] = []
+    start = 0
+    for i in range(len(completion) + 1):
+        if i < len(completion) and completion[i] not in SEPARATORS:
+            continue
+        line = completion[start:i]
+        if line and max(line) < 128:  # ASCII bytes: char offset == token offset
+            text = bytes(line).decode("ascii")
+            m = _SUM.fullmatch(text) or _CORRECTION.fullmatch(text)
+            if m:
+                want, got = str(int(m.group(1)) + int(m.group(2))), m.group(3)
+                for j in range(len(got)):
+                    positions.append(start + m.start(3) + j)
+                    labels.append(float(want[: j + 1] == got[: j + 1]))
+        start = i + 1
+    return tuple(positions), tuple(labels)
 
 
 @dataclass(frozen=True)
@@ -73,8 +105,9 @@ def make_record(prompt: Sequence[int], completion: Sequence[int], text: str, ope
     if len(labels) != len(ends) or not ends:
         return None
     ops = tuple(operands) if operands else None
+    digits, digit_labels = digit_targets(comp)
     return Record(tuple(prompt), tuple(comp), tuple(ends), tuple(float(s.correct) for s in labels), ops,
-                  source, lm, text)
+                  source, lm, text, digits, digit_labels)
 
 
 def _from_example(enc: Encoder, ex: Example) -> Record | None:

@@ -1,21 +1,27 @@
-"""The process reward model: a packed Llama backbone plus a d -> 1 reward head.
+"""The process reward model: ponder-tiny's frozen decoder, a surprise-reading verifier, a d -> 1 head.
 
-A step of a ponder-tiny completion is a non-empty line; its step-end token is
-the token that closes the line (the newline, or a `<think>`/`</think>` tag that
-follows it directly) or, for the last line, its last non-blank token. The head
-reads the hidden state there: P(step good) = sigmoid(w . h + b). The same head
-read at the completion's last token is the outcome reward (ORM).
+    ids [T] ──LM layers (ponder-tiny, frozen)──> residual x [T, d]
+                 └─ LM next-token log-probs [T, V] ─> surprise features of every token [T, 3]
+    x + W_s · features ──verifier layers (2, trained)──> norm ──> hidden [T, d]
+    hidden at step ends ──head [1, d] + sigmoid──> P(step good)   (ponder.kernels.step_scores)
 
-Folder layout (`save`/`load`): `config.json` (backbone sizes and what the model
-was trained for), `model.safetensors` (backbone with transformers' LlamaModel
-names, plus `head.weight [1, d]` and `head.bias [1]`), `README.md` (model card).
+Why: the LM's hidden state at a step end says nothing about whether the step
+was right (a linear probe on it scores the base rate), but the LM's own
+next-token distribution predicts the right digit of a sum 96% of the time, so
+how surprising each written token was to it (log-prob of the token, the best
+log-prob, the entropy) flags a slipped digit (line AUROC 0.99). Two causal
+verifier layers learn which surprises matter and carry them to the step end
+and along the chain. Everything runs packed (`backbone.Segments`); the LM
+log-probs are vocabulary-sized ([T, 262] for ponder-tiny), the head is not.
+
+Folder (`save`/`load`): `config.json` (sizes, training metadata),
+`model.safetensors` (`lm.*` with transformers' LlamaModel names, `verifier.*`,
+`surprise.*`, `norm.*`, `head.*`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,83 +30,57 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ponder.kernels.step_scores import StepScores, step_scores
-from ponder.models.tiny_tokenizer import END_ID, THINK_END_ID, THINK_ID
-from ponder.rewards.backbone import BackboneConfig, PackedLlama, init_weights, pack
+from ponder.rewards.backbone import BackboneConfig, DecoderLayer, PackedLlama, RMSNorm, Segments, init_weights
+from ponder.rewards.steps import Packed
 
-NEWLINE = 10
-SEPARATORS = frozenset((NEWLINE, THINK_ID, THINK_END_ID))
-BLANK = frozenset((9, 11, 12, 13, 32))  # bytes str.strip() drops, besides the newline
+SURPRISE_FEATURES = 3
 
 
-def completion_ids(token_ids: Sequence[int]) -> list[int]:
-    """The completion up to (not including) its first `<|end|>`; the rest is ignored."""
-    ids = list(token_ids)
-    return ids[: ids.index(END_ID)] if END_ID in ids else ids
+def surprise_features(logp: torch.Tensor, ids: torch.Tensor, seq_offsets: torch.Tensor) -> torch.Tensor:
+    """[T, 3] for each token t: log P(t | <t), max log-prob and entropy of the LM's prediction of t.
 
-
-def step_ends(ids: Sequence[int]) -> list[int]:
-    """Positions (in `ids`) of the step-end tokens, one per non-empty line, in order.
-
-    Same segmentation as `tiny_labels.label_steps` (lines split at newlines and
-    think tags), so its i-th label belongs to the i-th position returned here.
+    `logp` [T, V] are the LM's next-token log-probs at every position; the first
+    token of each sequence (nothing predicted it) gets zeros.
     """
-    ends: list[int] = []
-    last_content = -1  # last non-blank token of the current line, -1 if none yet
-    for i, t in enumerate(ids):
-        if t == END_ID:
-            break
-        if t in SEPARATORS:
-            if last_content >= 0:
-                ends.append(i)
-            last_content = -1
-        elif t not in BLANK:
-            last_content = i
-    if last_content >= 0:
-        ends.append(last_content)
-    return ends
-
-
-@dataclass(frozen=True)
-class Packed:
-    """Candidates laid end to end: ids [T], seq_offsets [B+1], step_pos [S], step_offsets [B+1]."""
-
-    ids: torch.Tensor
-    seq_offsets: torch.Tensor
-    step_pos: torch.Tensor
-    step_offsets: torch.Tensor
-
-
-def pack_candidates(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], orm: bool = False,
-                    device: torch.device | str = "cpu") -> Packed:
-    """Pack (prompt ids, completion ids) pairs; step positions are relative to each sequence.
-
-    `orm`: one position per sequence, its last token (after cutting at `<|end|>`).
-    """
-    seqs: list[list[int]] = []
-    positions: list[int] = []
-    step_offsets = [0]
-    for prompt, completion in pairs:
-        comp = completion_ids(completion)
-        seq = list(prompt) + comp
-        if orm:
-            positions += [len(seq) - 1] if comp else []
-        else:
-            positions += [len(prompt) + p for p in step_ends(comp)]
-        seqs.append(seq)
-        step_offsets.append(len(positions))
-    ids, offsets = pack(seqs, device)
-    return Packed(ids, offsets, torch.tensor(positions, dtype=torch.long, device=device),
-                  torch.tensor(step_offsets, dtype=torch.long, device=device))
+    prev = logp[:-1]  # [T-1, V], row t-1 predicts token t
+    chosen = prev.gather(1, ids[1:, None]).squeeze(1).clamp(min=-20.0)
+    best = prev.max(dim=1).values
+    entropy = -(prev.exp() * prev).sum(dim=1)
+    feats = torch.stack([chosen / 4, best / 4, entropy / 2], dim=1)  # scaled to about unit range
+    feats = torch.cat([feats.new_zeros(1, SURPRISE_FEATURES), feats])  # [T, 3]
+    first = seq_offsets[:-1][seq_offsets[:-1] < ids.shape[0]]
+    feats[first] = 0.0
+    return feats
 
 
 class ProcessRewardModel(nn.Module):
-    def __init__(self, cfg: BackboneConfig, meta: dict[str, Any] | None = None) -> None:
+    def __init__(self, cfg: BackboneConfig, verifier_layers: int = 2, meta: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.meta = dict(meta or {})
-        self.backbone = PackedLlama(cfg)
+        self.lm = PackedLlama(cfg)
+        self.verifier = nn.ModuleList(DecoderLayer(cfg) for _ in range(verifier_layers))
+        self.surprise = nn.Linear(SURPRISE_FEATURES, cfg.hidden)
+        self.norm = RMSNorm(cfg.hidden, cfg.rms_eps)
         self.head = nn.Linear(cfg.hidden, 1)
-        init_weights(self.head)
+        for module in (self.verifier, self.surprise, self.head):
+            module.apply(init_weights)
+        nn.init.normal_(self.surprise.weight, std=1.0)  # as loud as the residual (RMS ~3) from step 0
+
+    def hidden(self, packed: Packed, tap: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """hidden [T, d] for the head; also the normed residual after verifier layer `tap` (training)."""
+        seg = Segments.of(packed.seq_offsets, self.cfg, self.lm.embed_tokens.weight.dtype)
+        with torch.no_grad():  # the LM is frozen
+            x = self.lm.residual(packed.ids, seg)  # [T, d]
+            logp = self.lm.lm_logits(self.lm.norm(x)).float().log_softmax(-1)  # [T, V]
+            feats = surprise_features(logp, packed.ids, packed.seq_offsets)  # [T, 3]
+        x = x + self.surprise(feats.to(x.dtype))
+        tapped = None
+        for i, layer in enumerate(self.verifier):
+            x = layer(x, seg.cos, seg.sin, seg.bounds)
+            if i == tap:
+                tapped = self.norm(x)
+        return self.norm(x), tapped
 
     def step_logits(self, hidden: torch.Tensor, packed: Packed) -> torch.Tensor:
         """[S] head logits at the step ends (training; inference goes through the kernel)."""
@@ -111,7 +91,7 @@ class ProcessRewardModel(nn.Module):
     @torch.inference_mode()
     def score(self, packed: Packed, reduce: str = "min", backend: str | None = None) -> StepScores:
         """Step probabilities [S] and per-sequence reduced scores [B] (NaN: no steps)."""
-        hidden = self.backbone(packed.ids, packed.seq_offsets)  # [T, d]
+        hidden, _ = self.hidden(packed)  # [T, d]
         return step_scores(hidden, packed.seq_offsets, packed.step_pos, packed.step_offsets,
                            self.head.weight, self.head.bias, reduce, backend=backend)
 
@@ -119,13 +99,16 @@ class ProcessRewardModel(nn.Module):
     def device(self) -> torch.device:
         return self.head.weight.device
 
-    def save(self, folder: str | Path, dtype: torch.dtype = torch.float32) -> None:
+    def trainable(self) -> list[nn.Parameter]:
+        return [p for name, p in self.named_parameters() if not name.startswith("lm.")]
+
+    def save(self, folder: str | Path) -> None:
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        tensors = {f"{k}": v.detach().to("cpu", dtype).contiguous() for k, v in self.state_dict().items()}
-        tensors = {k.removeprefix("backbone."): v for k, v in tensors.items()}
+        tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in self.state_dict().items()}
         save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-        config = {"architecture": "PackedLlama+head", "backbone": self.cfg.to_dict(), "head_classes": 1, **self.meta}
+        config = {"architecture": "ponder-prm", "backbone": self.cfg.to_dict(),
+                  "verifier_layers": len(self.verifier), "head_classes": 1, **self.meta}
         (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
     @classmethod
@@ -133,8 +116,37 @@ class ProcessRewardModel(nn.Module):
         folder = Path(folder)
         config = json.loads((folder / "config.json").read_text())
         cfg = BackboneConfig(**config.pop("backbone"))
-        model = cls(cfg, {k: v for k, v in config.items() if k not in ("architecture", "head_classes")})
-        tensors = load_file(str(folder / "model.safetensors"))
-        state = {(k if k.startswith("head.") else f"backbone.{k}"): v.float() for k, v in tensors.items()}
-        model.load_state_dict(state)
+        layers = config.pop("verifier_layers")
+        meta = {k: v for k, v in config.items() if k not in ("architecture", "head_classes")}
+        model = cls(cfg, layers, meta)
+        model.load_state_dict({k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()})
         return model.to(device).eval()
+
+    @classmethod
+    def from_causal_lm(cls, folder: str | Path, verifier_layers: int = 2,
+                       meta: dict[str, Any] | None = None) -> ProcessRewardModel:
+        """A fresh verifier and head on the frozen decoder of a transformers Llama causal LM."""
+        lm = backbone_from_causal_lm(folder)
+        model = cls(lm.cfg, verifier_layers, meta)
+        model.lm.load_state_dict(lm.state_dict())
+        model.lm.requires_grad_(False)
+        return model
+
+
+def backbone_from_causal_lm(folder: str | Path) -> PackedLlama:
+    """The decoder of a transformers Llama causal-LM folder (tied embeddings) as a `PackedLlama`."""
+    folder = Path(folder)
+    hf = json.loads((folder / "config.json").read_text())
+    rope = hf.get("rope_parameters") or {}
+    cfg = BackboneConfig(vocab_size=hf["vocab_size"], hidden=hf["hidden_size"], layers=hf["num_hidden_layers"],
+                         heads=hf["num_attention_heads"], intermediate=hf["intermediate_size"],
+                         rope_theta=rope.get("rope_theta", hf.get("rope_theta", 10000.0)),
+                         rms_eps=hf["rms_norm_eps"], max_positions=hf["max_position_embeddings"])
+    if hf.get("num_key_value_heads", cfg.heads) != cfg.heads or hf.get("head_dim", cfg.head_dim) != cfg.head_dim:
+        raise ValueError(f"{folder}: grouped-query attention or odd head sizes are not supported")
+    if not hf.get("tie_word_embeddings", False):
+        raise ValueError(f"{folder}: only tied input/output embeddings are supported")
+    model = PackedLlama(cfg)
+    tensors = load_file(str(folder / "model.safetensors"))
+    model.load_state_dict({k.removeprefix("model."): v.float() for k, v in tensors.items() if k.startswith("model.")})
+    return model.eval()
