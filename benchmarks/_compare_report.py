@@ -1,9 +1,9 @@
 """Tables, ratios, goal verdicts and the figure of `compare_vllm.py`.
 
 Ratios are Ponder / vLLM at the same level: above 1 is better for throughput,
-below 1 is better for latencies. "API CPU s" is the CPU time the server's HTTP
-process (not its engine children) used during the run: the front end's own
-cost, which on a 2-core machine is taken from the engine. "other CPU" is what
+below 1 is better for latencies. "API ms/tok" is the CPU time the server's
+HTTP process (not its engine children) used per output token: the front
+end's own cost, which on a 2-core machine is taken from the engine. "other CPU" is what
 jobs outside the benchmark used, in cores (see `_cpu.py`). Goals (issue 6) are figures the benchmark
 tracks, printed PASS/MISS; they are not test assertions.
 """
@@ -38,11 +38,18 @@ def ratios(ponder: RunSummary, vllm: RunSummary) -> dict[str, float | None]:
         "ttft_p99": _ratio(ponder.ttft_ms["p99"], vllm.ttft_ms["p99"]),
         "itl_p50": _ratio(ponder.itl_ms["p50"], vllm.itl_ms["p50"]),
         "itl_p99": _ratio(ponder.itl_ms["p99"], vllm.itl_ms["p99"]),
+        "tpot_p50": _ratio(ponder.tpot_ms["p50"], vllm.tpot_ms["p50"]),
+        "e2e_p50": _ratio(ponder.e2e_ms["p50"], vllm.e2e_ms["p50"]),
+        "api_ms_per_token": _ratio(ponder.extra.get("api_ms_per_token"), vllm.extra.get("api_ms_per_token")),
     }
 
 
 def _cores(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
+
+
+def _ms3(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def _x(r: float | None) -> str:
@@ -51,7 +58,7 @@ def _x(r: float | None) -> str:
 
 def direct_table(vllm: Sequence[RunSummary], ponder: Sequence[RunSummary]) -> str:
     head = (f"{'level':>6} {'server':<8} {'ok':>4} {'fail':>4} {'tok/s':>8} {'req/s':>6} {'TTFT p50':>9} "
-            f"{'TTFT p99':>9} {'ITL p50':>8} {'ITL p99':>8} {'TPOT p50':>9} {'E2E p50':>9} {'API CPU s':>9} "
+            f"{'TTFT p99':>9} {'ITL p50':>8} {'ITL p99':>8} {'TPOT p50':>9} {'E2E p50':>9} {'API ms/tok':>10} "
             f"{'other CPU':>9}")
     lines = [head, "-" * len(head)]
     for v, p in zip(vllm, ponder, strict=True):
@@ -59,11 +66,12 @@ def direct_table(vllm: Sequence[RunSummary], ponder: Sequence[RunSummary]) -> st
             lines.append(f"{s.level:>6} {name:<8} {s.ok:>4} {s.failed:>4} {s.output_throughput:>8.1f} "
                          f"{s.request_throughput:>6.2f} {fmt_ms(s.ttft_ms['p50']):>9} {fmt_ms(s.ttft_ms['p99']):>9} "
                          f"{fmt_ms(s.itl_ms['p50']):>8} {fmt_ms(s.itl_ms['p99']):>8} {fmt_ms(s.tpot_ms['p50']):>9} "
-                         f"{fmt_ms(s.e2e_ms['p50']):>9} {_cores(s.extra.get('api_cpu_s')):>9} "
+                         f"{fmt_ms(s.e2e_ms['p50']):>9} {_ms3(s.extra.get('api_ms_per_token')):>10} "
                          f"{_cores(s.extra.get('foreign_cores')):>9}")
         r = ratios(p, v)
         lines.append(f"{'':>6} {'P/V':<8} {'':>4} {'':>4} {_x(r['throughput']):>8} {'':>6} {_x(r['ttft_p50']):>9} "
-                     f"{_x(r['ttft_p99']):>9} {_x(r['itl_p50']):>8} {_x(r['itl_p99']):>8}")
+                     f"{_x(r['ttft_p99']):>9} {_x(r['itl_p50']):>8} {_x(r['itl_p99']):>8} {_x(r['tpot_p50']):>9} "
+                     f"{_x(r['e2e_p50']):>9} {_x(r['api_ms_per_token']):>10}")
     for name, runs in (("vllm", vllm), ("ponder", ponder)):
         for s in runs:
             for reason, count in s.errors.items():

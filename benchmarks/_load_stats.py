@@ -171,3 +171,42 @@ def format_table(summaries: Sequence[RunSummary]) -> str:
         for reason, count in s.errors.items():
             lines.append(f"  {s.label} {s.level}: {count} failed: {reason}")
     return "\n".join(lines)
+
+
+def median_summary(runs: Sequence[RunSummary]) -> RunSummary:
+    """Repeats of one run combined: counts and tokens summed, every rate and percentile the median
+    over the repeats (robust to one repeat disturbed by another job); `extra["repeats"]` keeps each
+    repeat's throughput."""
+    if not runs:
+        raise ValueError("no runs")
+    first = runs[0]
+
+    def med(values: Iterable[float]) -> float:
+        xs = [v for v in values if v is not None and not math.isnan(v)]
+        return percentile(xs, 50) if xs else math.nan
+
+    errors: Counter[str] = Counter()
+    for s in runs:
+        errors.update(s.errors)
+    dists = {}
+    for name in ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms"):
+        keys = getattr(first, name).keys()
+        dists[name] = {k: med(getattr(s, name)[k] for s in runs) for k in keys}
+    return RunSummary(
+        label=first.label,
+        concurrency=first.concurrency,
+        rate=first.rate,
+        requests=sum(s.requests for s in runs),
+        ok=sum(s.ok for s in runs),
+        failed=sum(s.failed for s in runs),
+        errors=dict(errors.most_common()),
+        duration_s=sum(s.duration_s for s in runs),
+        output_tokens=sum(s.output_tokens for s in runs),
+        prompt_tokens=sum(s.prompt_tokens for s in runs),
+        cached_tokens=sum(s.cached_tokens for s in runs),
+        tokens_from_usage=sum(s.tokens_from_usage for s in runs),
+        output_throughput=med(s.output_throughput for s in runs),
+        request_throughput=med(s.request_throughput for s in runs),
+        extra={"repeats": [round(s.output_throughput, 2) for s in runs]},
+        **dists,
+    )

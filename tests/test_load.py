@@ -371,3 +371,30 @@ def test_foreign_cpu_reading() -> None:
     assert CpuMeter.foreign_cores(before, None) is None
     reading = CpuMeter().sample()
     assert reading is not None and reading.busy >= reading.mine >= 0
+
+
+def test_repeats_combine_into_medians() -> None:
+    from benchmarks._load_stats import median_summary
+
+    runs = []
+    for tps, ttft in ((100.0, 0.1), (50.0, 0.5), (90.0, 0.2)):
+        s = summarize([RequestResult(ok=True, ttft=ttft, latency=1.0, token_chunks=4)], 1.0, concurrency=2)
+        s.output_throughput = tps
+        runs.append(s)
+    m = median_summary(runs)
+    assert m.output_throughput == 90.0 and math.isclose(m.ttft_ms["p50"], 200.0)
+    assert (m.requests, m.ok, m.output_tokens) == (3, 3, 12) and m.extra["repeats"] == [100.0, 50.0, 90.0]
+
+
+def test_plan_per_model_defaults_and_overrides() -> None:
+    from benchmarks._plan import plan_for
+    from benchmarks.compare_vllm import parser
+
+    args = parser().parse_args([])
+    assert plan_for("ponder-tiny", args).concurrency == (1, 4, 16)
+    assert plan_for("smollm2", args).input_len == 64
+    args = parser().parse_args(["--quick", "--concurrency", "2,3", "--ms-input-len", "1100"])
+    tiny = plan_for("ponder-tiny", args)
+    assert tiny.concurrency == (2, 3) and tiny.ms_input_len == 1100 and tiny.ms_rounds == 1
+    with pytest.raises(ValueError):
+        plan_for("ponder-tiny", parser().parse_args(["--ms-input-len", "4000"]))
