@@ -42,3 +42,19 @@ def test_normalize_distinct() -> None:
 def test_answer_key() -> None:
     assert answer_key("blah \\boxed{1,200}") == "1200"
     assert answer_key("nothing") is None
+
+
+@pytest.mark.parametrize("text", ["1" * 40, "9" * 29 + ".0", "1e999999999", "1E-999999999", "-0", "2.5e3", "7" * 400])
+def test_normalize_huge_and_tiny_numbers(text: str) -> None:
+    """Any number a model can emit normalises quickly to a short key (a 29+-digit integer once crashed a vote)."""
+    key = normalize_answer(text)
+    assert len(key) <= len(text) + 8
+    if "." not in text and "e" not in text.lower():
+        assert normalize_answer(text + ".000") == key
+
+
+def test_normalize_big_integers_stay_exact() -> None:
+    assert normalize_answer("1" * 40) == "1" * 40
+    assert normalize_answer("1" * 40) != normalize_answer("1" * 39 + "2")
+    assert normalize_answer("2.5e3") == normalize_answer("2500")
+    assert normalize_answer("-0") == normalize_answer("0")

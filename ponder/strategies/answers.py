@@ -10,7 +10,7 @@ reasoning block (`<think>...</think>`) is ignored when a content part exists.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, InvalidOperation, localcontext
 
 _THINK_END = "</think>"
 _ANSWER_IS = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*(.+)", re.IGNORECASE)
@@ -64,6 +64,10 @@ def extract_answer(text: str) -> str | None:
     return None
 
 
+_MAX_DIGITS = 100  # numbers beyond this many digits compare in scientific notation
+_EXACT = Context(prec=4 * _MAX_DIGITS, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[])
+
+
 def normalize_answer(answer: str) -> str:
     """A canonical key for voting: numbers compare by value, text case-insensitively."""
     s = answer.strip(_STRIP).rstrip(".").strip(_STRIP)
@@ -76,9 +80,12 @@ def normalize_answer(answer: str) -> str:
         return re.sub(r"\s+", " ", s).lower()
     if not value.is_finite():
         return compact.lower()
-    if value == value.to_integral_value():
-        return str(value.quantize(Decimal(1)))
-    return format(value.normalize(), "f")
+    with localcontext(_EXACT):
+        if abs(value.adjusted()) > _MAX_DIGITS:  # 1e400, 1e-999999999: no expansion to a huge string
+            return str(value.normalize())
+        if value == value.to_integral_value():
+            return str(int(value))
+        return format(value.normalize(), "f")
 
 
 def answer_key(text: str) -> str | None:
