@@ -49,8 +49,10 @@ def to_api_error(e: BaseException, state: ServerState, rid: str) -> APIError:
     if isinstance(e, EngineRejected):
         return APIError(400, f"the engine rejected the request: {e}", code="invalid_value")
     if isinstance(e, EngineError) and not isinstance(e, EngineDead):
+        log.error("request %s: the inference engine failed: %s", rid, e)
         return APIError(502, f"the inference engine failed: {e}", code="engine_error")
     if isinstance(e, EngineDead):
+        log.error("request %s: the inference engine is dead: %s", rid, e)
         state.engine_dead = str(e) or "engine died"
         return APIError(503, "the inference engine is unavailable", code="engine_dead")
     log.error("request %s failed", rid, exc_info=(type(e), e, e.__traceback__))
