@@ -18,13 +18,13 @@ from tests.server import start_server
 
 pytestmark = pytest.mark.slow
 
-LONG = {
+LONG = {  # 8 x 1800 tokens: far longer than the grace period on any CPU
     "model": "ponder-tiny",
     "messages": [{"role": "user", "content": "12+34+56+78"}],
-    "max_tokens": 1500,
+    "max_tokens": 1800,
+    "ignore_eos": True,
     "stream": True,
-    "strategy": "long_cot",
-    "thinking": {"min_tokens": 1400, "max_waits": 64},
+    "strategy": {"name": "majority_vote", "n": 8},
 }
 SHORT = {"model": "ponder-tiny", "messages": [{"role": "user", "content": "1+2"}], "max_tokens": 60, "temperature": 0}
 
@@ -41,6 +41,7 @@ def wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proces
 
 def read_stream(url: str, headers: dict[str, str], body: dict[str, Any], out: dict[str, Any]) -> None:
     events: list[str] = []
+    out["live"] = events
     try:
         with httpx.stream("POST", url, json=body, headers=headers, timeout=120) as r:
             out["status"] = r.status_code
@@ -60,7 +61,9 @@ def test_sigterm_drains_then_exits_cleanly(tmp_path: Path) -> None:
     long_out: dict[str, Any] = {}
     t = threading.Thread(target=read_stream, args=(url, server.headers, LONG, long_out))
     t.start()
-    time.sleep(3)  # the long request is generating
+    deadline = time.monotonic() + 60
+    while len(long_out.get("live", ())) < 2 and time.monotonic() < deadline:  # the long request is generating
+        time.sleep(0.05)
     server.proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     health = httpx.get(f"{server.url}/health", timeout=5)

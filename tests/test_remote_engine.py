@@ -221,8 +221,6 @@ async def test_killing_a_replica_under_load_then_restarting_it(
 ) -> None:
     """Six clients keep sending; a long request is mid-stream on the victim when it is SIGKILLed."""
     eng = ponder.engine
-    victim = replicas[1]
-    rep = eng.pool.get(victim.url)
     results: list[ChatResult] = []
     stop = asyncio.Event()
     marks: dict[str, float] = {}
@@ -241,16 +239,23 @@ async def test_killing_a_replica_under_load_then_restarting_it(
 
     caplog.set_level(logging.ERROR, logger="ponder.serve")
     long_msgs = ask(99, 98, 97)
-    eng.router.record(victim.url, eng.render_chat(long_msgs))  # affinity (both idle) puts it on the victim
+    # 8 x 1900 tokens in one engine request: still generating on the replica when it is killed, however
+    # fast the replica is (a single 1900-token answer can finish in the socket buffer before Ponder reads it)
+    long_body = {"model": NAME, "max_tokens": 1900, "ignore_eos": True, "strategy": {"name": "majority_vote", "n": 8}}
     long = ChatResult(0)
     long_task = asyncio.create_task(
-        chat(http, {"model": NAME, "messages": long_msgs, "max_tokens": 1900, "ignore_eos": True}, long)
+        chat(http, {**long_body, "messages": long_msgs}, long)
     )
     deadline = time.monotonic() + 60
     while long.ttft is None:
         assert time.monotonic() < deadline and not long_task.done(), "the long request never started streaming"
         await asyncio.sleep(0.01)
-    assert rep.inflight == 1
+    # the victim is whichever replica the long request is streaming from
+    busy = [r for r in eng.pool.replicas() if r.inflight]
+    assert len(busy) == 1 and busy[0].inflight == 1, busy
+    rep = busy[0]
+    victim_index = next(i for i, s in enumerate(replicas) if s.url == rep.url)
+    victim = replicas[victim_index]
     workers = [asyncio.create_task(worker(w)) for w in range(6)]
     await asyncio.sleep(2)
     inflight_on_victim = rep.inflight
@@ -261,44 +266,46 @@ async def test_killing_a_replica_under_load_then_restarting_it(
     # a supervisor restarts it at once (same address); vLLM takes far longer to start than the load runs
     port = int(victim.url.rsplit(":", 1)[1])
     restarting = asyncio.create_task(
-        asyncio.to_thread(start_replica, str(TINY_FOLDER), NAME, tmp_path, index=1, port=port)
+        asyncio.to_thread(start_replica, str(TINY_FOLDER), NAME, tmp_path, index=victim_index, port=port)
     )
-    await asyncio.sleep(10)
-    stop.set()
-    await asyncio.gather(*workers)
-    await long_task
-    await asyncio.wait_for(watcher, 5)
-    await reaped
-    assert not rep.up, "the load phase outlasted the restart; lengthen the restart or shorten the load"
+    try:
+        await asyncio.sleep(10)
+        stop.set()
+        await asyncio.gather(*workers)
+        await long_task
+        await asyncio.wait_for(watcher, 5)
+        await reaped
+        assert not rep.up, "the load phase outlasted the restart; lengthen the restart or shorten the load"
 
-    failed = [r for r in [*results, long] if not r.ok]
-    after_down = [r for r in results if r.started >= marks["down"]]
-    counts = {
-        "total": len(results) + 1,
-        "ok": len(results) + 1 - len(failed),
-        "failed": len(failed),
-        "in_flight_on_victim_at_kill": inflight_on_victim,
-        "sent_after_down": len(after_down),
-        "down_after_s": round(marks["down"] - marks["kill"], 3),
-        "long_request_error": long.error,
-    }
-    print("failover outcome:", counts)
-    assert rep.attempts == marks["attempts_at_down"]  # nothing was sent to it once it was marked down
-    assert after_down and all(r.ok for r in after_down)
-    assert long in failed and long.finish_reason is None  # an error event, never a silently short answer
-    assert len(failed) <= inflight_on_victim and all(r.started < marks["kill"] for r in failed)
-    for r in failed:
-        assert r.error and r.error.get("message"), r
-    assert "mid-stream" in caplog.text
+        failed = [r for r in [*results, long] if not r.ok]
+        after_down = [r for r in results if r.started >= marks["down"]]
+        counts = {
+            "total": len(results) + 1,
+            "ok": len(results) + 1 - len(failed),
+            "failed": len(failed),
+            "in_flight_on_victim_at_kill": inflight_on_victim,
+            "sent_after_down": len(after_down),
+            "down_after_s": round(marks["down"] - marks["kill"], 3),
+            "long_request_error": long.error,
+        }
+        print("failover outcome:", counts)
+        assert rep.attempts == marks["attempts_at_down"]  # nothing was sent to it once it was marked down
+        assert after_down and all(r.ok for r in after_down)
+        assert long in failed and long.finish_reason is None  # an error event, never a silently short answer
+        assert len(failed) <= inflight_on_victim and all(r.started < marks["kill"] for r in failed)
+        for r in failed:
+            assert r.error and r.error.get("message"), r
+        assert "mid-stream" in caplog.text
 
-    restarted = await restarting
-    replicas[1] = restarted
-    deadline = time.monotonic() + 30
-    while not rep.up:
-        assert time.monotonic() < deadline, "the restarted replica was not marked up"
-        await asyncio.sleep(0.2)
-    before = finished_requests(scrape(restarted.url))
-    bodies = [{"model": NAME, "messages": ask(60 + i, 5, 5), "max_tokens": 64, "seed": i} for i in range(8)]
-    back = await asyncio.gather(*(chat(http, b) for b in bodies))
-    assert all(r.ok for r in back)
-    assert finished_requests(scrape(restarted.url)) > before  # back in rotation
+        restarted = await restarting
+        deadline = time.monotonic() + 30
+        while not rep.up:
+            assert time.monotonic() < deadline, "the restarted replica was not marked up"
+            await asyncio.sleep(0.2)
+        before = finished_requests(scrape(restarted.url))
+        bodies = [{"model": NAME, "messages": ask(60 + i, 5, 5), "max_tokens": 64, "seed": i} for i in range(8)]
+        back = await asyncio.gather(*(chat(http, b) for b in bodies))
+        assert all(r.ok for r in back)
+        assert finished_requests(scrape(restarted.url)) > before  # back in rotation
+    finally:  # the fixture stops the restarted replica, whatever happened here
+        replicas[victim_index] = await restarting
