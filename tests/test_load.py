@@ -329,11 +329,23 @@ def test_prefix_cache_counters_parse() -> None:
     assert parse_prefix_cache("ponder_requests_total 3\n") is None
 
 
-def test_both_servers_get_the_same_engine_settings() -> None:
+def test_both_servers_get_the_same_engine_settings(tmp_path: Path) -> None:
+    import torch
+
     from benchmarks._servers import EngineSettings
 
-    s = EngineSettings(folder="/m", name="m", dtype="float32", max_model_len=1024, kv_cache_gib=2.0, ponder_model="m")
+    (tmp_path / "config.json").write_text(json.dumps({"max_position_embeddings": 4096}))
+    think = [{"content": "<think>"}, {"content": "</think>"}]
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"added_tokens": think}))
+    s = EngineSettings(folder=str(tmp_path), name="m", dtype="float32", max_model_len=1024, kv_cache_gib=2.0,
+                       ponder_model="m")
     vllm, ponder = s.vllm_command(1), s.ponder_command(2)
+    # Ponder's engine: whole prefills on the CPU; a <think> model's thought split into reasoning
+    if not torch.cuda.is_available():
+        assert "--no-enable-chunked-prefill" in vllm and vllm[vllm.index("--max-num-batched-tokens") + 1] == "2048"
+    assert vllm[vllm.index("--reasoning-parser") + 1] == "deepseek_r1"
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"added_tokens": []}))
+    assert "--reasoning-parser" not in s.vllm_command(1)
     for flag, value in (("--dtype", "float32"), ("--max-model-len", "1024"), ("--seed", "0"), ("--max-num-seqs", "256"),
                         ("--kv-cache-memory-bytes", str(2 << 30))):
         assert vllm[vllm.index(flag) + 1] == value
@@ -398,3 +410,23 @@ def test_plan_per_model_defaults_and_overrides() -> None:
     assert tiny.concurrency == (2, 3) and tiny.ms_input_len == 1100 and tiny.ms_rounds == 1
     with pytest.raises(ValueError):
         plan_for("ponder-tiny", parser().parse_args(["--ms-input-len", "4000"]))
+
+
+def test_ttft_is_the_first_visible_text() -> None:
+    """A role chunk and a whitespace-only reasoning delta do not start the clock; ITL counts after it."""
+    from benchmarks._load_client import _Stream
+
+    r = RequestResult()
+    s = _Stream(r, sent=0.0)
+
+    def chunk(delta: dict[str, Any]) -> str:
+        return json.dumps({"choices": [{"index": 0, "delta": delta}]})
+
+    s.dispatch(None, chunk({"role": "assistant", "content": ""}), 0.010)
+    s.dispatch(None, chunk({"reasoning_content": "\n"}), 0.020)
+    assert r.ttft is None
+    s.dispatch(None, chunk({"reasoning_content": "I"}), 0.030)
+    s.dispatch(None, chunk({"content": " 5"}), 0.045)
+    s.dispatch("ponder.progress", "{}", 0.050)
+    assert r.ttft == pytest.approx(0.030) and r.itl == [pytest.approx(0.015)]
+    assert r.token_chunks == 3 and r.side_events == 1
