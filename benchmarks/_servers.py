@@ -44,6 +44,7 @@ class EngineSettings:
     kv_cache_gib: float = 1.0
     max_num_seqs: int = 256  # Ponder's VllmEngineConfig default
     seed: int = 0
+    prefix_caching: bool = True
     ponder_model: str | None = None  # what to pass Ponder's --model (a bundled name keeps its dtype)
 
     def vllm_command(self, port: int) -> list[str]:
@@ -53,7 +54,8 @@ class EngineSettings:
             "--host", "127.0.0.1", "--port", str(port),
             "--dtype", self.dtype, "--max-model-len", str(self.max_model_len),
             "--kv-cache-memory-bytes", str(int(self.kv_cache_gib * (1 << 30))),
-            "--enforce-eager", "--enable-prefix-caching", "--max-num-seqs", str(self.max_num_seqs),
+            "--enforce-eager", "--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching",
+            "--max-num-seqs", str(self.max_num_seqs),
             "--seed", str(self.seed), "--enable-prompt-tokens-details",
             "--disable-uvicorn-access-log", "--uvicorn-log-level", "warning",
             *self.prefill_flags(), *self.reasoning_flags(),
@@ -84,6 +86,8 @@ class EngineSettings:
             "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(self.max_model_len),
             "--kv-cache-gib", str(self.kv_cache_gib), "--seed", str(self.seed), "--log-level", "warning",
         ]  # fmt: skip
+        if not self.prefix_caching:
+            cmd.append("--no-prefix-caching")
         return cmd + (["--api-key", api_key] if api_key else [])
 
     def env(self) -> dict[str, str]:

@@ -50,13 +50,14 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def engine_settings(spec: str, plan: Plan) -> EngineSettings:
+def engine_settings(spec: str, plan: Plan, prefix_caching: bool = True) -> EngineSettings:
     """The folder, name and dtype Ponder resolves `spec` to; vLLM gets the very same."""
     from ponder.models.catalog import resolve
 
     source = resolve(spec)
     return EngineSettings(folder=source.folder, name=source.name, dtype=source.dtype,
-                          max_model_len=plan.max_model_len, kv_cache_gib=plan.kv_cache_gib, ponder_model=spec)
+                          max_model_len=plan.max_model_len, kv_cache_gib=plan.kv_cache_gib, ponder_model=spec,
+                          prefix_caching=prefix_caching)
 
 
 async def bench_model(servers: dict[str, Server], settings: EngineSettings, plan: Plan,
@@ -85,7 +86,7 @@ def run(specs: list[str], args: argparse.Namespace, log_dir: Path, progress: boo
     with ServerPool(log_dir, say) as pool:
         for spec in specs:
             plan = plan_for(spec, args)
-            settings = engine_settings(spec, plan)
+            settings = engine_settings(spec, plan, prefix_caching=not args.no_prefix_caching)
             servers = {kind: pool.start(kind, settings) for kind in ("vllm", "ponder")}  # start both at once
             for server in servers.values():
                 pool.wait_ready(server)
@@ -108,6 +109,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default="benchmarks/results/compare_vllm.png", help="PNG figure")
     p.add_argument("--log-dir", default="artifacts/compare_vllm-logs", help="server logs")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-prefix-caching", action="store_true",
+                   help="both servers without vLLM's prefix caching (a cold or evicted cache): what n=N alone saves")
     return p
 
 

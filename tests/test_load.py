@@ -430,3 +430,21 @@ def test_ttft_is_the_first_visible_text() -> None:
     s.dispatch("ponder.progress", "{}", 0.050)
     assert r.ttft == pytest.approx(0.030) and r.itl == [pytest.approx(0.015)]
     assert r.token_chunks == 3 and r.side_events == 1
+
+
+def test_prefix_caching_off_for_both_servers(tmp_path: Path) -> None:
+    """`compare_vllm --no-prefix-caching` turns the cache off in vLLM's server and in Ponder's engine alike."""
+    import argparse
+
+    from benchmarks._servers import EngineSettings
+    from ponder.serve import cli
+
+    (tmp_path / "config.json").write_text(json.dumps({"max_position_embeddings": 2048}))
+    s = EngineSettings(folder=str(tmp_path), name="m", prefix_caching=False)
+    vllm, ponder = s.vllm_command(1), s.ponder_command(2)
+    assert "--no-enable-prefix-caching" in vllm and "--enable-prefix-caching" not in vllm
+    parser = argparse.ArgumentParser()
+    cli._serve_parser(parser.add_subparsers(dest="command"))
+    off = cli.config_from_args(parser.parse_args(ponder[ponder.index("serve") :]))
+    on = cli.config_from_args(parser.parse_args(["serve", "--model", "m"]))
+    assert off.prefix_caching is False and on.prefix_caching is True

@@ -48,6 +48,7 @@ def load_models(state: ServerState) -> list[ServedModel]:
                 dtype=source.dtype,
                 kv_cache_gib=config.kv_cache_gib,
                 enforce_eager=config.enforce_eager,
+                prefix_caching=config.prefix_caching,
                 seed=config.seed,
             )
         )

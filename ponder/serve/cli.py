@@ -51,6 +51,12 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key-file", help="file with one API key per line")
     p.add_argument("--max-model-len", type=int, default=None, help="context length (default: the model's)")
     p.add_argument("--kv-cache-gib", type=float, default=1.0, help="KV-cache size per engine, GiB")
+    p.add_argument(
+        "--no-prefix-caching",
+        dest="prefix_caching",
+        action="store_false",
+        help="turn vLLM's automatic prefix caching off (on by default)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-level", default="info")
     p.add_argument("--metrics-port", type=int, default=None, help="serve /metrics on this port instead of the API port")
@@ -203,6 +209,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         limits=limits,
         max_model_len=args.max_model_len,
         kv_cache_gib=args.kv_cache_gib,
+        prefix_caching=args.prefix_caching,
         seed=args.seed,
         metrics_port=args.metrics_port,
         metrics_auth=args.metrics_auth,

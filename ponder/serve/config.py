@@ -46,6 +46,7 @@ class ServerConfig:
     shutdown_grace: float = 30.0
     max_model_len: int | None = None
     kv_cache_gib: float = 1.0
+    prefix_caching: bool = True  # vLLM's automatic prefix caching in the in-process engines
     enforce_eager: bool = True
     seed: int = 0
     metrics_port: int | None = None  # serve /metrics on its own port instead of the API port
