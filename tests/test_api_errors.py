@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -64,6 +65,14 @@ def test_malformed_json_and_empty_body(http: httpx.Client) -> None:
     assert "JSON" in err["message"]
     assert_error(http.post("/v1/chat/completions", content=b""), 400)
     assert_error(http.post("/v1/chat/completions", content=b"[1, 2]"), 400)
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "temperature", "top_p", "timeout"])
+@pytest.mark.parametrize("number", [b"Infinity", b"-Infinity", b"NaN", b"1e999"])
+def test_non_finite_numbers_are_400(http: httpx.Client, field: str, number: bytes) -> None:
+    """JSON has no infinities or NaN; a body that carries them anyway (Python's json does) is refused."""
+    body = json.dumps(GOOD)[:-1].encode() + b', "' + field.encode() + b'": ' + number + b"}"
+    assert_error(http.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"}), 400)
 
 
 def test_unknown_model_is_404(http: httpx.Client) -> None:
