@@ -65,8 +65,11 @@ class LoadConfig:
 
 
 def payload(cfg: LoadConfig, prompt: Prompt, *, stream: bool = True, max_tokens: int | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": cfg.model, "max_tokens": max_tokens or prompt.max_tokens or cfg.max_tokens,
-                            "stream": stream}
+    body: dict[str, Any] = {
+        "model": cfg.model,
+        "max_tokens": max_tokens or prompt.max_tokens or cfg.max_tokens,
+        "stream": stream,
+    }
     if cfg.endpoint == "chat":
         body["messages"] = prompt.chat_messages()
     else:
@@ -208,7 +211,11 @@ async def send(client: httpx.AsyncClient, cfg: LoadConfig, prompt: Prompt, run_s
 
 
 def make_client(cfg: LoadConfig, connections: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=max(1, connections), max_keepalive_connections=max(1, connections))
+    # keepalive_expiry below vLLM's server keep-alive (5 s), so an idle connection is dropped by
+    # this client before the server closes it under a new request (a spurious ReadError)
+    limits = httpx.Limits(
+        max_connections=max(1, connections), max_keepalive_connections=max(1, connections), keepalive_expiry=4.0
+    )
     timeout = httpx.Timeout(cfg.request_timeout, connect=min(30.0, cfg.request_timeout))
     return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
 

@@ -72,6 +72,7 @@ async def worker(i: int, client: httpx.AsyncClient, deadline: float, tally: Coun
     rng = random.Random(i)
     while time.monotonic() < deadline:
         kind = rng.random()
+        started, what = time.monotonic(), "bad request" if kind < 0.15 else "stream" if kind < 0.6 else "whole"
         try:
             if kind < 0.15:
                 r = await client.post("/v1/chat/completions", json=rng.choice(BAD))
@@ -118,7 +119,7 @@ async def worker(i: int, client: httpx.AsyncClient, deadline: float, tally: Coun
                 else:
                     tally["ok"] += 1
         except httpx.HTTPError as e:
-            problems.append(f"transport error {e!r}")
+            problems.append(f"transport error {e!r} on a {what} request after {time.monotonic() - started:.3f} s")
 
 
 def outcome(status: int) -> str:

@@ -39,6 +39,10 @@ class ClientSettings:
     pool_size: int = 256  # connections per replica (each streamed request holds one)
     connect_timeout: float = 5.0
     read_timeout: float = 300.0  # longest silence inside a stream (queueing + prefill + one token)
+    # Idle pooled connections are dropped after this long. It must stay below the replicas' own
+    # keep-alive (vLLM: VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 s): when both sides use the same value, a
+    # request sent on a connection the server is closing at that instant gets a reset (ReadError).
+    keepalive_expiry: float = 4.0
     api_key: str | None = None  # sent as a bearer token to replicas started with --api-key
 
     def __post_init__(self) -> None:
@@ -46,12 +50,18 @@ class ClientSettings:
             raise ValueError("pool_size must be >= 1")
         if self.connect_timeout <= 0 or self.read_timeout <= 0:
             raise ValueError("timeouts must be > 0")
+        if self.keepalive_expiry < 0:
+            raise ValueError("keepalive_expiry must be >= 0")
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def client(self, base_url: str) -> httpx.AsyncClient:
-        limits = httpx.Limits(max_connections=self.pool_size, max_keepalive_connections=min(32, self.pool_size))
+        limits = httpx.Limits(
+            max_connections=self.pool_size,
+            max_keepalive_connections=min(32, self.pool_size),
+            keepalive_expiry=self.keepalive_expiry,
+        )
         timeout = httpx.Timeout(self.read_timeout, connect=self.connect_timeout, pool=self.read_timeout)
         return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout, headers=self.headers())
 

@@ -93,6 +93,12 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--key-max-concurrency", type=int, default=None, help="requests at once per API key")
     g.add_argument("--key-tpm", type=int, default=None, help="tokens per minute per API key (prompt + generated)")
     g.add_argument("--shutdown-grace", type=float, default=30.0, help="seconds in-flight requests get on SIGTERM")
+    g.add_argument(
+        "--keep-alive-timeout",
+        type=int,
+        default=ServerConfig.keep_alive_timeout,
+        help="close a client connection idle this long, s (keep it above clients' and proxies' idle timeouts)",
+    )
     _remote_parser(p)
 
 
@@ -113,6 +119,12 @@ def _remote_parser(p: argparse.ArgumentParser) -> None:
     g.add_argument("--engine-urls-file", help="file with one replica URL per line (# comments)")
     g.add_argument("--engine-model", help="model name the replicas serve (default: the first /v1/models entry)")
     g.add_argument("--engine-pool-size", type=int, default=cd.pool_size, help="HTTP connections per replica")
+    g.add_argument(
+        "--engine-keepalive",
+        type=float,
+        default=cd.keepalive_expiry,
+        help="drop a replica connection idle this long, s (keep it below the replicas' keep-alive, vLLM's is 5 s)",
+    )
     g.add_argument("--engine-connect-timeout", type=float, default=cd.connect_timeout, help="s")
     g.add_argument(
         "--engine-read-timeout",
@@ -162,6 +174,7 @@ def _remote(args: argparse.Namespace) -> RemoteConfig | None:
         max_model_len=args.max_model_len,
         client=ClientSettings(
             pool_size=args.engine_pool_size,
+            keepalive_expiry=args.engine_keepalive,
             connect_timeout=args.engine_connect_timeout,
             read_timeout=args.engine_read_timeout,
             api_key=os.environ.get("PONDER_ENGINE_API_KEY") or None,
@@ -203,6 +216,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         remote=remote,
         admission=admission,
         shutdown_grace=args.shutdown_grace,
+        keep_alive_timeout=args.keep_alive_timeout,
         host=args.host,
         port=args.port,
         api_keys=_keys(args),
@@ -226,7 +240,14 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(config, load_remote if config.remote else load_models)
     server = PonderServer(
-        uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level, timeout_graceful_shutdown=10),
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level=args.log_level,
+            timeout_graceful_shutdown=10,
+            timeout_keep_alive=config.keep_alive_timeout,
+        ),
         app.state.ponder,
         grace=config.shutdown_grace,
     )

@@ -44,6 +44,10 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     shutdown_grace: float = 30.0
+    # Longer than the idle expiry of pooled clients (httpx and the OpenAI SDK: 5 s; proxies: 60 s),
+    # so the client, not the server, closes an idle connection: uvicorn's 5 s default races them,
+    # and a request sent as the server closes gets a connection reset.
+    keep_alive_timeout: int = 75
     max_model_len: int | None = None
     kv_cache_gib: float = 1.0
     prefix_caching: bool = True  # vLLM's automatic prefix caching in the in-process engines
@@ -58,3 +62,5 @@ class ServerConfig:
             raise ValueError("serve at least one model")
         if any(not k for k in self.api_keys):
             raise ValueError("API keys must not be empty")
+        if self.keep_alive_timeout <= 0:
+            raise ValueError("keep_alive_timeout must be > 0")
