@@ -128,7 +128,12 @@ class RemoteEngine:
         else:
             from ponder.engine.remote_tokenizer import RemoteTokenizer
 
-            tok = RemoteTokenizer(pool.live_urls, served, headers=config.client.headers())
+            tok = RemoteTokenizer(
+                pool.live_urls,
+                served,
+                headers=config.client.headers(),
+                keepalive_expiry=config.client.keepalive_expiry,
+            )
         engine = cls(config, pool, tok, served, max_len)
         with contextlib.suppress(RuntimeError):  # no running loop: started on first use
             engine._ensure_running()

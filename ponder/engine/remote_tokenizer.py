@@ -42,11 +42,18 @@ class RemoteTokenizer:
     reasoning_token_count = ChatTokenizer.reasoning_token_count
 
     def __init__(
-        self, urls: Callable[[], list[str]], model: str, *, timeout: float = 10.0, headers: dict[str, str] | None = None
+        self,
+        urls: Callable[[], list[str]],
+        model: str,
+        *,
+        timeout: float = 10.0,
+        headers: dict[str, str] | None = None,
+        keepalive_expiry: float = 4.0,  # below vLLM's server keep-alive (5 s): see ClientSettings
     ) -> None:
         self._urls = urls  # live replica roots, asked in order
         self.model = model
-        self._client = httpx.Client(timeout=timeout, headers=headers or {})
+        limits = httpx.Limits(keepalive_expiry=keepalive_expiry)
+        self._client = httpx.Client(timeout=timeout, headers=headers or {}, limits=limits)
         self._token_text = lru_cache(maxsize=1 << 16)(self._decode_one)
         self.think_start_id = self._single_token(THINK_START)
         self.think_end_id = self._single_token(THINK_END)
