@@ -27,6 +27,7 @@ import httpx
 
 from benchmarks._load_prompts import PROBE_LARGE, PROBE_SMALL, Calibration, Prompt, probe_prompt
 from benchmarks._load_stats import RequestResult
+from ponder.engine.replica import KEEPALIVE_EXPIRY
 
 
 @dataclass(frozen=True)
@@ -211,10 +212,10 @@ async def send(client: httpx.AsyncClient, cfg: LoadConfig, prompt: Prompt, run_s
 
 
 def make_client(cfg: LoadConfig, connections: int) -> httpx.AsyncClient:
-    # keepalive_expiry below vLLM's server keep-alive (5 s), so an idle connection is dropped by
-    # this client before the server closes it under a new request (a spurious ReadError)
     limits = httpx.Limits(
-        max_connections=max(1, connections), max_keepalive_connections=max(1, connections), keepalive_expiry=4.0
+        max_connections=max(1, connections),
+        max_keepalive_connections=max(1, connections),
+        keepalive_expiry=KEEPALIVE_EXPIRY,  # below vLLM's server keep-alive
     )
     timeout = httpx.Timeout(cfg.request_timeout, connect=min(30.0, cfg.request_timeout))
     return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from ponder.engine.base import EngineError
+from ponder.engine.replica import KEEPALIVE_EXPIRY
 from ponder.engine.tokenizer import THINK_END, THINK_START, ChatTokenizer
 
 # The vocabulary size is not exposed by vLLM's endpoints (`/detokenize` accepts any id); the
@@ -48,7 +49,7 @@ class RemoteTokenizer:
         *,
         timeout: float = 10.0,
         headers: dict[str, str] | None = None,
-        keepalive_expiry: float = 4.0,  # below vLLM's server keep-alive (5 s): see ClientSettings
+        keepalive_expiry: float = KEEPALIVE_EXPIRY,
     ) -> None:
         self._urls = urls  # live replica roots, asked in order
         self.model = model

@@ -34,15 +34,18 @@ class ReplicaFailure(EngineError):
         self.marks_down = marks_down and retryable
 
 
+# Idle pooled connections to a vLLM server are dropped after this long, s. It must stay below the
+# server's own keep-alive (vLLM: VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 s): when both sides use the same
+# value, a request sent on a connection the server is closing at that instant gets a reset (ReadError).
+KEEPALIVE_EXPIRY = 4.0
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     pool_size: int = 256  # connections per replica (each streamed request holds one)
     connect_timeout: float = 5.0
     read_timeout: float = 300.0  # longest silence inside a stream (queueing + prefill + one token)
-    # Idle pooled connections are dropped after this long. It must stay below the replicas' own
-    # keep-alive (vLLM: VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 s): when both sides use the same value, a
-    # request sent on a connection the server is closing at that instant gets a reset (ReadError).
-    keepalive_expiry: float = 4.0
+    keepalive_expiry: float = KEEPALIVE_EXPIRY
     api_key: str | None = None  # sent as a bearer token to replicas started with --api-key
 
     def __post_init__(self) -> None:
