@@ -87,7 +87,9 @@ def test_sigterm_lets_short_requests_finish(tmp_path: Path) -> None:
     body = {**SHORT, "stream": True, "max_tokens": 300}
     t = threading.Thread(target=read_stream, args=(f"{server.url}/v1/chat/completions", server.headers, body, out))
     t.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 60
+    while not out.get("live") and time.monotonic() < deadline:  # accepted and streaming (a fixed sleep raced it)
+        time.sleep(0.02)
     server.proc.send_signal(signal.SIGTERM)
     t.join(60)
     assert out["events"][-1] == "[DONE]"
