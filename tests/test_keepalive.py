@@ -9,7 +9,6 @@ vLLM's 5 s.
 
 from __future__ import annotations
 
-import argparse
 import select
 import socket
 import time
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 
 from ponder.engine.replica import ClientSettings
 from ponder.serve import cli
+from tests.test_deploy import _serve_parser
 
 IDLE = 6.0  # past uvicorn's default keep-alive (5 s)
 
@@ -49,8 +49,7 @@ def test_an_idle_connection_outlives_a_client_pool_expiry(tiny_server: Any) -> N
 
 
 def test_keep_alive_flags() -> None:
-    parser = argparse.ArgumentParser()
-    cli._serve_parser(parser.add_subparsers(dest="command"))
+    parser = _serve_parser()
     default = cli.config_from_args(parser.parse_args(["serve"]))
     assert default.keep_alive_timeout == 75
     assert cli.config_from_args(parser.parse_args(["serve", "--keep-alive-timeout", "20"])).keep_alive_timeout == 20

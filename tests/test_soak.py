@@ -72,13 +72,14 @@ async def worker(i: int, client: httpx.AsyncClient, deadline: float, tally: Coun
     rng = random.Random(i)
     while time.monotonic() < deadline:
         kind = rng.random()
-        started, what = time.monotonic(), "bad request" if kind < 0.15 else "stream" if kind < 0.6 else "whole"
+        what = "bad request" if kind < 0.15 else "stream" if kind < 0.6 else "whole"
+        started = time.monotonic()
         try:
-            if kind < 0.15:
+            if what == "bad request":
                 r = await client.post("/v1/chat/completions", json=rng.choice(BAD))
                 tally["bad_request_4xx" if 400 <= r.status_code < 500 else f"bad_request_{r.status_code}"] += 1
                 continue
-            stream = kind < 0.6
+            stream = what == "stream"
             disconnect_after = rng.randint(2, 30) if rng.random() < 0.2 else None
             if not stream and disconnect_after is not None:
                 try:
